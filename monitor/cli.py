@@ -1,0 +1,175 @@
+"""The `monitor` command: thin wrappers over collect, serve, schedule and store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+
+from monitor import store
+from monitor.collect import collect
+from monitor.config import load_config
+from monitor.errors import ConfigError, DatabaseError
+
+DEFAULT_CONFIG = Path("feeds.yaml")
+DEFAULT_DB = Path("db/coverage.db")
+DISPLAY_ZONE = ZoneInfo("Pacific/Auckland")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The sources and topics to watch.",
+)
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_DB,
+    show_default=True,
+    help="The SQLite database (created if missing).",
+)
+host_option = click.option("--host", default="127.0.0.1", show_default=True)
+port_option = click.option("--port", default=8001, show_default=True, type=int)
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Config and database problems: a clear message and exit status 2, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DatabaseError) as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="coverage-monitor")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def main(verbose: int) -> None:
+    """Media monitoring for campaign teams: feeds -> SQLite -> Datasette."""
+    setup_logging(verbose)
+
+
+def setup_logging(verbose: int = 0) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The monitor's own progress is worth seeing by default; libraries only when asked.
+    logging.getLogger("monitor").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    for chatty in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+@main.command("collect")
+@config_option
+@db_option
+@click.option("--source", "sources", multiple=True, help="Poll only this source (repeatable).")
+@user_errors
+def collect_command(config_path: Path, db_path: Path, sources: tuple[str, ...]) -> None:
+    """Poll every source once now and print a line per source."""
+    config = load_config(config_path)
+    unknown = [name for name in sources if name not in {s.name for s in config.sources}]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise click.BadParameter(f"no source named {names} in {config_path}")
+    db = store.open_db(db_path)
+    try:
+        reports = asyncio.run(collect(config, db, only=sources or None))
+    finally:
+        db.close()
+    for report in reports:
+        click.echo(report.line())
+    failed = sum(r.failed for r in reports)
+    new = sum(r.counts.new for r in reports)
+    click.echo(f"{len(reports)} sources polled, {new} new articles, {failed} failed")
+
+
+@main.command("serve")
+@db_option
+@host_option
+@port_option
+@user_errors
+def serve_command(db_path: Path, host: str, port: int) -> None:
+    """Serve the database with Datasette (metadata, public queries, plugins, settings)."""
+    from monitor.serve import serve
+
+    serve(db_path, host, port)
+
+
+@main.command("run")
+@config_option
+@db_option
+@host_option
+@port_option
+@user_errors
+def run_command(config_path: Path, db_path: Path, host: str, port: int) -> None:
+    """The collector on its schedule plus Datasette; Ctrl-C stops both."""
+    from monitor.schedule import run_scheduler
+
+    load_config(config_path)  # fail fast, before starting Datasette
+    store.open_db(db_path).close()
+    datasette = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "serve", "--db", str(db_path), "--host", host,
+         "--port", str(port)]
+    )  # fmt: skip
+    click.echo(f"Datasette: http://{host}:{port}/  Collector: {config_path}.  Ctrl-C stops both.")
+    try:
+        asyncio.run(run_scheduler(config_path, db_path))
+    finally:
+        datasette.terminate()
+        try:
+            datasette.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            datasette.kill()
+
+
+@main.command("sources")
+@db_option
+@user_errors
+def sources_command(db_path: Path) -> None:
+    """Each source's health: status, failures, last success, next poll, last error."""
+    db = store.open_db(db_path)
+    rows = db.execute(
+        """SELECT name, active, last_status, consecutive_failures, last_ok, next_poll, last_error
+        FROM sources ORDER BY active DESC, consecutive_failures DESC, name"""
+    ).fetchall()
+    db.close()
+    if not rows:
+        click.echo("No sources yet: run `monitor collect` or `monitor run` first.")
+        return
+    for name, active, status, failures, last_ok, next_poll, error in rows:
+        state = status or "never polled"
+        if not active:
+            state = "inactive (no longer in feeds.yaml)"
+        line = (
+            f"{name}: {state}; failures {failures}; last ok {_local(last_ok)}; "
+            f"next poll {_local(next_poll)}"
+        )
+        if error:
+            line += f"\n    last error: {error}"
+        click.echo(line)
+
+
+def _local(stamp: Any) -> str:
+    if not stamp:
+        return "never"
+    value = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).astimezone(DISPLAY_ZONE)
+    return value.strftime("%Y-%m-%d %H:%M %Z")

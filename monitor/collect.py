@@ -1,0 +1,199 @@
+"""One pass over sources: fetch -> parse -> normalise -> tag -> store, each source on its own.
+
+Sources are polled concurrently (bounded by the Fetcher). Whatever goes wrong with one source,
+including a bug of ours, becomes that source's recorded error; the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from monitor import store, urls
+from monitor.config import Config, Source
+from monitor.dates import iso
+from monitor.errors import FetchError, HTTPStatusError, ParseError, RetryLater
+from monitor.fetch import Fetcher, Limits
+from monitor.normalise import Item, normalise_feed
+from monitor.parse import parse_feed
+from monitor.store import Counts, Poll
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one source in one pass, as `monitor collect` prints it."""
+
+    source: str
+    status: str
+    """'ok', 'not_modified', 'deferred', or an error code."""
+    counts: Counts = dataclasses.field(default_factory=Counts)
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in ("ok", "not_modified", "deferred")
+
+    def line(self) -> str:
+        if self.status == "ok":
+            c = self.counts
+            text = f"{c.new} new, {c.updated} updated, {c.unchanged} unchanged"
+            if self.warnings:
+                text += f" ({len(self.warnings)} warning(s): {self.warnings[0]})"
+        elif self.status == "not_modified":
+            text = "unchanged (not modified since last poll)"
+        elif self.status == "deferred":
+            text = f"deferred: {self.error}"
+        else:
+            text = f"error [{self.status}]: {self.error}"
+        return f"{self.source}: {text}"
+
+
+def limits_for(source: Source) -> Limits:
+    return Limits(
+        total=source.timeout,
+        connect=min(10.0, source.timeout / 2),
+        read=min(15.0, source.timeout / 2),
+        max_bytes=source.max_size,
+    )
+
+
+def make_fetcher(config: Config) -> Fetcher:
+    c = config.collector
+    return Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
+
+
+async def collect(
+    config: Config,
+    db: sqlite_utils.Database,
+    *,
+    only: Iterable[str] | None = None,
+    clock: Clock = utcnow,
+) -> list[Report]:
+    """Poll every source (or the named ones) once, now. Retry-After is still honoured."""
+    store.sync_sources(db, config)
+    wanted = set(only) if only is not None else None
+    sources = [s for s in config.sources if wanted is None or s.name in wanted]
+    async with make_fetcher(config) as fetcher:
+        return list(
+            await asyncio.gather(*(poll_source(s, config, db, fetcher, clock) for s in sources))
+        )
+
+
+async def poll_source(
+    source: Source,
+    config: Config,
+    db: sqlite_utils.Database,
+    fetcher: Fetcher,
+    clock: Clock = utcnow,
+) -> Report:
+    started = clock()
+    state = store.source_state(db, source.name)
+    if state.retry_after and state.retry_after > iso(started):
+        wait = f"the server asked us to wait until {state.retry_after}"
+        return Report(source.name, "deferred", error=wait)
+    t0 = time.monotonic()
+    items: list[Item] = []
+    try:
+        poll, items = await _fetch_and_parse(source, db, fetcher, state, started)
+    except RetryLater as e:
+        poll = _failure(source, started, e, http_status=e.status, retry_after=e.until)
+    except HTTPStatusError as e:
+        poll = _failure(source, started, e, http_status=e.status)
+    except (FetchError, ParseError) as e:
+        poll = _failure(source, started, e)
+    except Exception as e:  # a bug of ours must not stop the other sources
+        log.exception("unexpected error polling %s", source.name)
+        poll = Poll(source.name, started, 0, "internal_error", error=f"{type(e).__name__}: {e}")
+    poll = dataclasses.replace(poll, duration_ms=int((time.monotonic() - t0) * 1000))
+    try:
+        counts = store.record_poll(db, poll, source.interval, items, now=started)
+    except sqlite3.Error as e:
+        log.error("could not record poll of %s: %s", source.name, e)
+        return Report(source.name, "database_error", error=f"could not save: {e}")
+    if poll.failed:
+        log.warning("%s: %s", source.name, poll.error)
+    return Report(source.name, poll.status, counts, poll.error, poll.warnings)
+
+
+async def _fetch_and_parse(
+    source: Source,
+    db: sqlite_utils.Database,
+    fetcher: Fetcher,
+    state: store.SourceState,
+    started: datetime,
+) -> tuple[Poll, list[Item]]:
+    limits = limits_for(source)
+    response = await fetcher.get(
+        source.url, limits=limits, etag=state.etag, last_modified=state.last_modified
+    )
+    poll = Poll(
+        source.name,
+        started,
+        0,
+        "not_modified" if response.not_modified else "ok",
+        http_status=response.status,
+        bytes=len(response.body),
+        etag=response.etag,
+        last_modified=response.last_modified,
+    )
+    if response.not_modified:
+        return poll, []
+    # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking fairly.
+    feed = await asyncio.to_thread(parse_feed, response.body, response.url, response.headers)
+    items, skipped = normalise_feed(feed, response.url, source, started)
+    items = await _resolve_aggregator_links(items, db, fetcher, limits)
+    return dataclasses.replace(poll, warnings=feed.warnings + tuple(skipped)), items
+
+
+async def _resolve_aggregator_links(
+    items: list[Item], db: sqlite_utils.Database, fetcher: Fetcher, limits: Limits
+) -> list[Item]:
+    """Aggregator links -> the publisher's URL, by following the redirect once (once ever)."""
+
+    async def resolve(item: Item) -> Item:
+        if not item.via_aggregator:
+            return item
+        url = store.resolved_alias(db, item.link)
+        if url is None:
+            target = await fetcher.resolve_redirect(item.link, limits)
+            # Unresolvable: keep the aggregator link; the outlet still comes from <source>.
+            url = urls.canonical_url(target) if target else item.url
+        return dataclasses.replace(item, url=url, via_aggregator=False)
+
+    return list(await asyncio.gather(*(resolve(item) for item in items)))
+
+
+def _failure(
+    source: Source,
+    started: datetime,
+    error: FetchError | ParseError,
+    *,
+    http_status: int | None = None,
+    retry_after: datetime | None = None,
+) -> Poll:
+    return Poll(
+        source.name,
+        started,
+        0,
+        error.code,
+        http_status=http_status,
+        error=str(error),
+        retry_after=retry_after,
+    )

@@ -1,0 +1,149 @@
+"""Feed entries -> articles ready to store: plain text, UTC dates, canonical URLs, an outlet.
+
+Pure functions: no I/O. The one thing that needs the network, resolving an aggregator redirect,
+is flagged here (`Item.via_aggregator`) and done by the collector.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import lxml.etree
+import lxml.html
+
+from monitor import dates, urls
+from monitor.config import Source
+from monitor.parse import ParsedFeed, RawEntry
+
+MAX_TITLE = 500
+MAX_SUMMARY = 4000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+_BLOCKS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+        "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main",
+        "nav", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+    }
+)  # fmt: skip
+_INVISIBLE = ("script", "style", "noscript", "template", "iframe", "object")
+
+
+@dataclass(frozen=True)
+class Item:
+    url: str
+    """Canonical URL: the article's identity."""
+    link: str
+    """The link as the feed gave it (absolute): an aggregator alias may differ from url."""
+    guid: str | None
+    title: str
+    summary: str
+    published: datetime | None
+    outlet: str
+    via_aggregator: bool = False
+    """The link is an aggregator redirect we have not resolved to the publisher yet."""
+    topics: tuple[str, ...] = ()
+
+
+def normalise_feed(
+    feed: ParsedFeed, feed_url: str, source: Source, now: datetime
+) -> tuple[list[Item], list[str]]:
+    """Every usable entry as an Item, plus a warning for each entry that had to be skipped."""
+    zone = ZoneInfo(source.timezone)
+    items: list[Item] = []
+    warnings: list[str] = []
+    for index, entry in enumerate(feed.entries):
+        item = normalise_entry(entry, feed_url, source, feed.title, zone, now)
+        if item is None:
+            warnings.append(f"entry {index + 1} skipped: it has no link to an article")
+        else:
+            items.append(item)
+    return items, warnings
+
+
+def normalise_entry(
+    entry: RawEntry,
+    feed_url: str,
+    source: Source,
+    feed_title: str | None,
+    zone: ZoneInfo,
+    now: datetime,
+) -> Item | None:
+    link = _link(entry, feed_url)
+    if link is None:
+        return None
+    target = urls.aggregator_target(link)
+    via_aggregator = target is None and (source.resolve_links or urls.is_aggregator(link))
+    outlet = entry.outlet or source.outlet or (clean_text(feed_title) if feed_title else None)
+    title = to_text(entry.title, entry.title_is_html, MAX_TITLE)
+    if entry.outlet:
+        title = strip_outlet_suffix(title, entry.outlet)
+    summary = to_text(entry.summary, entry.summary_is_html, MAX_SUMMARY)
+    published = dates.plausible(dates.to_utc(entry.date_text, entry.date_parsed, zone), now)
+    return Item(
+        url=urls.canonical_url(target or link),
+        link=link,
+        guid=entry.guid,
+        title=title or _fallback_title(summary, link),
+        summary=summary,
+        published=published,
+        outlet=outlet or urls.host(target or link),
+        via_aggregator=via_aggregator,
+        topics=source.topics,
+    )
+
+
+def _link(entry: RawEntry, feed_url: str) -> str | None:
+    # Not the GUID: feedparser already uses it as the link when the feed says it is a permalink.
+    if not entry.link:
+        return None
+    absolute = urljoin(feed_url, entry.link)
+    return absolute if absolute.startswith(("http://", "https://")) else None
+
+
+def to_text(value: str, is_html: bool, limit: int) -> str:
+    """Plain text for display and search: entities decoded, tags and scripts gone, one line."""
+    if is_html and ("<" in value or "&" in value):
+        value = html_to_text(value)
+    elif "&" in value:
+        # Titles typed text/plain often still carry entities (double-escaped by the CMS).
+        value = html.unescape(value)
+    value = clean_text(value)
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def clean_text(value: str) -> str:
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def html_to_text(markup: str) -> str:
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    for element in root.iter(*_INVISIBLE):
+        element.drop_tree()
+    for element in root.iter():
+        # Block boundaries become spaces so "<p>a</p><p>b</p>" reads "a b", not "ab".
+        if isinstance(element.tag, str) and element.tag in _BLOCKS:
+            element.tail = " " + (element.tail or "")
+    return str(root.text_content())
+
+
+def strip_outlet_suffix(title: str, outlet: str) -> str:
+    """'Headline - RNZ' -> 'Headline' when the aggregator names RNZ as the outlet."""
+    for separator in (" - ", " | ", " – ", " — "):
+        suffix = f"{separator}{outlet}"
+        if title.endswith(suffix) and len(title) > len(suffix):
+            return title[: -len(suffix)].rstrip()
+    return title
+
+
+def _fallback_title(summary: str, link: str) -> str:
+    if summary:
+        return summary if len(summary) <= 120 else summary[:119].rstrip() + "…"
+    return link

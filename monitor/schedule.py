@@ -1,0 +1,130 @@
+"""The long-running collector: polls each source when it is due, reloads feeds.yaml on change.
+
+When a source is due lives in the database (`sources.next_poll`, with back-off and Retry-After
+already applied), so restarts neither lose a schedule nor hammer a server that asked us to wait.
+APScheduler runs one small job on a tick that starts a task for every due source not already in
+flight; a slow source never holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor import store
+from monitor.collect import Report, make_fetcher, poll_source, utcnow
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError
+from monitor.fetch import Fetcher
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 5.0
+
+
+@dataclass
+class Collector:
+    config_path: Path
+    config: Config
+    db: sqlite_utils.Database
+    fetcher: Fetcher
+    config_mtime: float = 0.0
+    in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
+
+    def reload_if_changed(self) -> None:
+        """Pick up an edited feeds.yaml; an invalid edit keeps the running config."""
+        try:
+            mtime = self.config_path.stat().st_mtime
+        except OSError as e:
+            log.error("cannot read %s (keeping the running configuration): %s", self.config_path, e)
+            return
+        if mtime == self.config_mtime:
+            return
+        self.config_mtime = mtime
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as e:
+            log.error(
+                "%s changed but is invalid; keeping the running configuration.\n%s",
+                self.config_path,
+                e,
+            )
+            return
+        if config.collector != self.config.collector:
+            log.warning("collector: settings change takes effect after a restart")
+        self.config = config
+        store.sync_sources(self.db, config)
+        log.info("loaded %s: %d sources", self.config_path, len(config.sources))
+
+    async def poll_due(self) -> None:
+        self.reload_if_changed()
+        now = utcnow()
+        for name in store.due_sources(self.db, now):
+            if name in self.in_flight:
+                continue
+            source = self.config.source(name)
+            task = asyncio.create_task(poll_source(source, self.config, self.db, self.fetcher))
+            self.in_flight[name] = task
+            task.add_done_callback(functools.partial(self._done, name))
+
+    def _done(self, name: str, task: asyncio.Task[Report]) -> None:
+        self.in_flight.pop(name, None)
+        if task.cancelled():
+            return
+        report = task.result()
+        (log.warning if report.failed else log.info)("%s", report.line())
+
+    async def stop(self) -> None:
+        for task in self.in_flight.values():
+            # Safe: a task is only ever suspended on the network, never inside a DB transaction.
+            task.cancel()
+        await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+        await self.fetcher.aclose()
+
+
+async def run_scheduler(
+    config_path: Path,
+    db_path: Path,
+    *,
+    tick: float = TICK_SECONDS,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set). Raises ConfigError if the config is invalid."""
+    config = load_config(config_path)
+    db = store.open_db(db_path)
+    store.sync_sources(db, config)
+    collector = Collector(config_path, config, db, make_fetcher(config))
+    collector.reload_if_changed()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        collector.poll_due,
+        IntervalTrigger(seconds=tick),
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+        id="poll_due",
+    )
+    scheduler.start()
+    log.info("collector: %d sources from %s into %s", len(config.sources), config_path, db_path)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: finishing the write in progress")
+        scheduler.shutdown(wait=False)
+        await collector.stop()
+        db.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

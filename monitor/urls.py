@@ -1,0 +1,57 @@
+"""Canonical article URLs and aggregator links.
+
+One article, one canonical URL: the dedup key of the `articles` table. courlan (the URL library
+behind trafilatura) does the general rules: lower-cased host, default port dropped, path
+normalised, query sorted, tracking parameters (utm_*, fbclid, gclid, mc_*, ref...) removed. We add
+what a news archive needs on top: no fragment, no trailing-slash variants, and a few trackers
+courlan does not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from courlan import normalize_url
+
+EXTRA_TRACKERS = frozenset({"_ga", "_gl", "cmpid", "ito", "ocid", "smid", "taid", "at_medium"})
+AGGREGATOR_HOSTS = frozenset(
+    {"news.google.com", "feedproxy.google.com", "feeds.feedburner.com", "www.bing.com"}
+)
+
+
+def canonical_url(url: str, base: str | None = None) -> str:
+    """The form of `url` used as an article's identity. `base` resolves a relative link."""
+    url = url.strip()
+    if base:
+        url = urljoin(base, url)
+    # courlan refuses some odd ports and hosts; the rules below still apply to those.
+    with contextlib.suppress(ValueError):
+        url = normalize_url(url, strict=False, trailing_slash=False)
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, v) for k, v in pairs if k not in EXTRA_TRACKERS])
+    path = parts.path.rstrip("/") if len(parts.path) > 1 else parts.path
+    if not path and not query:
+        path = "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
+
+
+def is_aggregator(url: str) -> bool:
+    return urlsplit(url).hostname in AGGREGATOR_HOSTS
+
+
+def aggregator_target(url: str) -> str | None:
+    """The publisher's URL when an aggregator link carries it in its query (Google News `url=`)."""
+    parts = urlsplit(url)
+    if parts.hostname not in AGGREGATOR_HOSTS:
+        return None
+    for key, value in parse_qsl(parts.query):
+        if key in ("url", "u") and urlsplit(value).scheme in ("http", "https"):
+            return value
+    return None
+
+
+def host(url: str) -> str:
+    hostname = urlsplit(url).hostname or ""
+    return hostname.removeprefix("www.")

@@ -1,0 +1,215 @@
+"""A real HTTP server on 127.0.0.1 for tests: fixture feeds plus hostile behaviours.
+
+Routes map a path to a handler that writes the whole response itself, so a test can serve a file,
+an error, a redirect loop, a stall or a trickle over real sockets. Every request is logged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+Handler = Callable[["RequestHandler"], None]
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    server: FixtureHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        self.server.requests.append(
+            Request(self.path, {k.lower(): v for k, v in self.headers.items()})
+        )
+        handler = self.server.routes.get(self.path.split("?")[0])
+        if handler is None:
+            send(self, 404, b"not found", "text/plain")
+            return
+        handler(self)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class FixtureHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RequestHandler)
+        self.routes: dict[str, Handler] = {}
+        self.requests: list[Request] = []
+        self.stopping = threading.Event()
+
+
+@dataclass
+class FeedServer:
+    httpd: FixtureHTTPServer = field(default_factory=FixtureHTTPServer)
+
+    @property
+    def base(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def route(self, path: str, handler: Handler) -> str:
+        self.httpd.routes[path] = handler
+        return self.url(path)
+
+    def feed(self, path: str, fixture: str, **kwargs: object) -> str:
+        """Serve a file from tests/fixtures/feeds/, with {base} replaced by this server's URL."""
+        body = (FIXTURES / "feeds" / fixture).read_bytes().replace(b"{base}", self.base.encode())
+        return self.route(path, static(body, **kwargs))  # type: ignore[arg-type]
+
+    def requests_to(self, path: str) -> list[Request]:
+        return [r for r in self.httpd.requests if r.path.split("?")[0] == path]
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def send(
+    h: RequestHandler,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "application/rss+xml; charset=utf-8",
+    headers: dict[str, str] | None = None,
+) -> None:
+    h.send_response(status)
+    h.send_header("Content-Type", content_type)
+    h.send_header("Content-Length", str(len(body)))
+    for key, value in (headers or {}).items():
+        h.send_header(key, value)
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(body)
+
+
+def static(
+    body: bytes,
+    content_type: str = "application/rss+xml; charset=utf-8",
+    etag: str | None = None,
+    gzipped: bool = False,
+) -> Handler:
+    """A body with optional ETag (answering 304 to If-None-Match) and gzip encoding."""
+
+    def handler(h: RequestHandler) -> None:
+        headers = {}
+        if etag:
+            headers["ETag"] = etag
+            if h.headers.get("If-None-Match") == etag:
+                h.send_response(304)
+                h.send_header("ETag", etag)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+        payload = body
+        if gzipped:
+            payload = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        send(h, 200, payload, content_type, headers)
+
+    return handler
+
+
+def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"error") -> Handler:
+    return lambda h: send(h, code, body, "text/html", headers)
+
+
+def redirect(to: str, code: int = 302) -> Handler:
+    return lambda h: send(h, code, b"", "text/html", {"Location": to})
+
+
+def stall(h: RequestHandler) -> None:
+    """Accept the connection and never answer."""
+    h.server.stopping.wait(60)
+    h.close_connection = True
+
+
+def headers_then_stall(h: RequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/rss+xml")
+    h.send_header("Content-Length", "100000")
+    h.end_headers()
+    h.wfile.flush()
+    h.server.stopping.wait(60)
+    h.close_connection = True
+
+
+def trickle(h: RequestHandler) -> None:
+    """A byte every 0.2 s, forever: only a total deadline stops this one."""
+    h.send_response(200)
+    h.send_header("Content-Type", "application/rss+xml")
+    h.send_header("Content-Length", "100000")
+    h.end_headers()
+    h.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel>')
+    h.wfile.flush()
+    while not h.server.stopping.wait(0.2):
+        try:
+            h.wfile.write(b" ")
+            h.wfile.flush()
+        except OSError:
+            break
+    h.close_connection = True
+
+
+def reset_mid_body(h: RequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/rss+xml")
+    h.send_header("Content-Length", "5000")
+    h.end_headers()
+    h.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel><title>cut')
+    h.wfile.flush()
+    time.sleep(0.05)
+    # SO_LINGER 0 makes close() send a TCP RST instead of a FIN.
+    h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    h.connection.close()
+    h.close_connection = True
+
+
+def oversize(declared: bool, size: int) -> Handler:
+    def handler(h: RequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        if declared:
+            h.send_header("Content-Length", str(size))
+        else:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        chunk = b"<!-- padding -->" * 4096
+        sent = 0
+        try:
+            while sent < size:
+                h.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        h.close_connection = True
+
+    return handler

@@ -1,0 +1,203 @@
+"""End to end over real loopback HTTP: feeds.yaml -> collect -> SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from monitor import store
+from monitor.collect import collect
+from monitor.config import load_config
+from tests import server as srv
+from tests.conftest import write_config
+
+GOOD = {
+    "RNZ": ("/rnz.xml", "rnz_national.xml"),
+    "Stuff": ("/stuff.xml", "stuff_atom.xml"),
+    "Scoop": ("/scoop.rdf", "scoop_rss1.rdf"),
+    "ODT": ("/odt.xml", "odt_cp1252.xml"),
+    "Newsroom": ("/newsroom.xml", "illformed.xml"),
+}
+
+
+def run(config_path, db_path, only=None):
+    config = load_config(config_path)
+    db = store.open_db(db_path)
+    try:
+        reports = asyncio.run(collect(config, db, only=only))
+    finally:
+        db.close()
+    return {r.source: r for r in reports}
+
+
+def serve_good(server) -> list[dict]:
+    sources = []
+    for name, (path, fixture) in GOOD.items():
+        content_type = (
+            "application/rss+xml; charset=windows-1252" if name == "ODT" else "application/rss+xml"
+        )
+        url = server.feed(path, fixture, etag=f'"{name}-1"', content_type=content_type)
+        sources.append({"name": name, "url": url, "outlet": name})
+    return sources
+
+
+def query(db_path, sql, params=()):
+    db = store.open_db(db_path)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def test_good_feeds_land_in_full_and_then_answer_304(server, tmp_path, db_path):
+    config = write_config(tmp_path, serve_good(server), topics={"detention": "asylum"})
+    reports = run(config, db_path)
+    assert {n: (r.status, r.counts.new) for n, r in reports.items()} == {
+        "RNZ": ("ok", 3), "Stuff": ("ok", 2), "Scoop": ("ok", 1), "ODT": ("ok", 1), "Newsroom": ("ok", 2),
+    }  # fmt: skip
+    assert "ill-formed feed" in reports["Newsroom"].warnings[0]
+    assert query(db_path, "SELECT count(*) FROM articles") == [(9,)]
+    assert query(db_path, "SELECT title FROM articles WHERE source = 'ODT'") == [
+        ("Mäori Party says asylum seekers “should not be in prisons”",)
+    ]
+    # Second pass: conditional GET with the stored ETag, answered 304.
+    again = run(config, db_path)
+    assert {r.status for r in again.values()} == {"not_modified"}
+    assert server.requests_to("/rnz.xml")[-1].headers["if-none-match"] == '"RNZ-1"'
+    assert query(db_path, "SELECT count(*) FROM articles") == [(9,)]
+    assert query(db_path, "SELECT status, count(*) FROM fetches GROUP BY status ORDER BY status") == [
+        ("not_modified", 5), ("ok", 5),
+    ]  # fmt: skip
+
+
+def test_user_agent_is_honest(server, tmp_path, db_path):
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    run(write_config(tmp_path, [{"name": "RNZ", "url": url}]), db_path)
+    agent = server.requests_to("/rnz.xml")[0].headers["user-agent"]
+    assert agent.startswith("coverage-monitor/") and "https://example.org/test" in agent
+
+
+def test_gzip_body(server, tmp_path, db_path):
+    url = server.feed("/rnz.xml", "rnz_national.xml", gzipped=True)
+    reports = run(write_config(tmp_path, [{"name": "RNZ", "url": url}]), db_path)
+    assert reports["RNZ"].counts.new == 3
+
+
+def test_only_named_sources_are_polled(server, tmp_path, db_path):
+    config = write_config(tmp_path, serve_good(server))
+    reports = run(config, db_path, only=["Scoop"])
+    assert list(reports) == ["Scoop"]
+    assert server.requests_to("/rnz.xml") == []
+
+
+def test_aggregator_links_resolve_to_the_publisher(server, tmp_path, db_path):
+    herald = "https://www.nzherald.co.nz/nz/asylum-seekers-prisons/ABC123/?utm_source=google"
+    server.route("/gn/redirect-herald", srv.redirect(herald))
+    server.route("/gn/not-a-redirect", srv.status(200, body=b"<html>consent page</html>"))
+    url = server.feed("/gn.xml", "google_news.xml")
+    config = write_config(
+        tmp_path,
+        [{"name": "GN", "url": url, "topics": ["detention"], "resolve_links": True}],
+        topics={"detention": "asylum"},
+    )
+    assert run(config, db_path)["GN"].counts.new == 2
+    got = query(db_path, "SELECT url, outlet, topics FROM articles ORDER BY id")
+    assert got == [
+        (
+            "https://www.nzherald.co.nz/nz/asylum-seekers-prisons/ABC123",
+            "NZ Herald",
+            '["detention"]',
+        ),
+        (server.url("/gn/not-a-redirect"), "1News", '["detention"]'),
+    ]
+    # Resolved once ever: the next poll finds the alias and does not ask again.
+    run(config, db_path)
+    assert len(server.requests_to("/gn/redirect-herald")) == 1
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HOSTILE = {
+    # name: (handler, expected status code, words the error must contain)
+    "404": (srv.status(404), "http_error", "HTTP 404"),
+    "410": (srv.status(410), "http_error", "gone for good"),
+    "500": (srv.status(500), "http_error", "HTTP 500"),
+    "429": (srv.status(429, {"Retry-After": "3600"}), "retry_later", "asked us to wait"),
+    "503-date": (
+        srv.status(503, {"Retry-After": format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)}),
+        "retry_later", "asked us to wait",
+    ),
+    "loop": (srv.redirect("/hostile/loop"), "redirect_error", "more than 5 redirects"),
+    "ftp": (srv.redirect("ftp://example.org/feed"), "redirect_error", "non-HTTP"),
+    "html": (srv.static(b"<!DOCTYPE html><html><body>hi</body></html>", "text/html"), "not_a_feed", "HTML page"),
+    "empty": (srv.static(b""), "not_a_feed", "empty"),
+    "garbage": (srv.static(bytes(range(256)) * 8), "not_a_feed", "not a"),
+    "big-declared": (srv.oversize(True, 3_000_000), "too_large", "cap"),
+    "big-chunked": (srv.oversize(False, 3_000_000), "too_large", "cap"),
+    "stall": (srv.stall, "timeout", "sent nothing"),
+    "headers-stall": (srv.headers_then_stall, "timeout", ""),
+    "trickle": (srv.trickle, "timeout", "total deadline of 3s"),
+    "reset": (srv.reset_mid_body, "unreachable", "broke"),
+}  # fmt: skip
+
+
+def test_hostile_sources_fail_specifically_and_never_stop_the_good_ones(server, tmp_path, db_path):
+    sources = serve_good(server)
+    for name, (handler, _, _) in HOSTILE.items():
+        url = server.route(f"/hostile/{name}", handler)
+        sources.append({"name": name, "url": url, "max_size": "2MB", "timeout": "3s"})
+    sources.append({"name": "unreachable", "url": f"http://127.0.0.1:{closed_port()}/feed"})
+    config = write_config(tmp_path, sources)
+    reports = run(config, db_path)
+
+    for name in GOOD:
+        assert reports[name].status == "ok", reports[name].line()
+    assert query(db_path, "SELECT count(*) FROM articles") == [(9,)]
+    for name, (_, code, words) in HOSTILE.items():
+        assert reports[name].status == code, reports[name].line()
+        assert words in (reports[name].error or ""), reports[name].line()
+    assert reports["unreachable"].status == "unreachable"
+    assert "cannot connect to 127.0.0.1" in reports["unreachable"].error
+
+    health = dict(
+        query(db_path, "SELECT name, last_error FROM sources WHERE consecutive_failures = 1")
+    )
+    assert set(health) == set(HOSTILE) | {"unreachable"}
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+    # Retry-After holds across runs: the next collect does not even ask those servers.
+    asked = len(server.requests_to("/hostile/429"))
+    again = run(config, db_path, only=["429", "503-date"])
+    assert {r.status for r in again.values()} == {"deferred"}
+    assert len(server.requests_to("/hostile/429")) == asked
+
+
+def test_one_bad_entry_does_not_sink_the_feed(server, tmp_path, db_path):
+    url = server.feed("/teaonews.xml", "duplicate_guids.xml")
+    reports = run(write_config(tmp_path, [{"name": "Te Ao", "url": url}]), db_path)
+    report = reports["Te Ao"]
+    assert report.status == "ok" and report.counts.new == 5
+    assert report.warnings == ("entry 6 skipped: it has no link to an article",)
+    assert query(db_path, "SELECT count(*) FROM articles WHERE published > '2099'") == [(0,)]
+
+
+@pytest.mark.parametrize("fixture", ["rnz_national.xml"])
+def test_a_changed_feed_updates_titles_and_keeps_history(server, tmp_path, db_path, fixture):
+    body = (srv.FIXTURES / "feeds" / fixture).read_bytes()
+    server.route("/rnz.xml", srv.static(body))
+    config = write_config(tmp_path, [{"name": "RNZ", "url": server.url("/rnz.xml")}])
+    run(config, db_path)
+    server.route("/rnz.xml", srv.static(body.replace(b"Black Caps seal", b"Black Caps clinch")))
+    report = run(config, db_path)["RNZ"]
+    assert (report.counts.new, report.counts.updated, report.counts.unchanged) == (0, 1, 2)
+    assert query(db_path, "SELECT title FROM article_history") == [
+        ("Black Caps seal series win in Hamilton",)
+    ]

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.config import Source
+from monitor.normalise import html_to_text, normalise_feed, strip_outlet_suffix, to_text
+from monitor.parse import parse_feed
+
+FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+NOW = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+SOURCE = Source(name="Test", url="https://www.rnz.co.nz/rss/national.xml", topics=("detention",))
+
+
+def items(name: str, source: Source = SOURCE, url: str | None = None):
+    url = url or source.url
+    feed = parse_feed((FEEDS / name).read_bytes(), url, {})
+    return normalise_feed(feed, url, source, NOW)
+
+
+def test_rss_items_are_plain_text_with_canonical_urls_and_utc_dates():
+    found, skipped = items("rnz_national.xml")
+    assert not skipped
+    first = found[0]
+    assert first.url == (
+        "https://www.rnz.co.nz/news/national/465531/"
+        "allegations-of-rape-assault-of-asylum-seekers-in-prison-new-report-reveals"
+    )
+    assert first.summary == (
+        "A report by Amnesty International says people seeking asylum were held in prisons & "
+        "police cells. The Government says it is reviewing the findings."
+    )
+    assert first.published == datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 09:30 NZDT
+    assert first.topics == ("detention",)
+    # Relative link resolved; trailing slash folded.
+    assert (
+        found[1].url
+        == "https://www.rnz.co.nz/news/sport/465532/black-caps-seal-series-win-in-hamilton"
+    )
+    assert found[2].url.endswith("ombudsman-to-investigate-conditions-in-prisons")  # no #comments
+
+
+def test_outlet_comes_from_config_then_source_element_then_feed_title():
+    assert {i.outlet for i in items("rnz_national.xml")[0]} == {"RNZ - National"}
+    configured = Source(name="RNZ", url=SOURCE.url, outlet="RNZ")
+    assert {i.outlet for i in items("rnz_national.xml", configured)[0]} == {"RNZ"}
+    google = Source(name="GN", url="https://news.google.com/rss/search?q=x")
+    herald, onenews = items("google_news.xml", google)[0]
+    assert (herald.outlet, onenews.outlet) == ("NZ Herald", "1News")
+    # " - NZ Herald" is the aggregator's suffix, not part of the headline.
+    assert herald.title == (
+        "Asylum seekers thrown in New Zealand prisons suffered so badly they 'wanted to end their lives'"
+    )
+
+
+def test_dates_missing_future_and_ancient():
+    found, skipped = items("duplicate_guids.xml")
+    by_title = {i.title: i for i in found}
+    assert by_title["Third story, no date"].published is None
+    assert by_title["From the future"].published == NOW
+    assert by_title["From 1900"].published is None
+    assert skipped == ["entry 6 skipped: it has no link to an article"]
+
+
+def test_naive_atom_date_is_nz_time():
+    found, _ = items("stuff_atom.xml")
+    assert found[1].published == datetime(2026, 11, 24, 18, 0, tzinfo=UTC)  # 07:00 NZDT
+
+
+def test_html_to_text():
+    assert html_to_text("<p>a</p><p>b</p>") == "a b "
+    assert (
+        to_text("<p>Tom &amp; Jerry</p><script>x()</script><style>p{}</style>", True, 100)
+        == "Tom & Jerry"
+    )
+    assert to_text("Fish &amp;amp; chips", False, 100) == "Fish &amp; chips"
+    assert to_text("a\x00b\x07c\n\n  d", False, 100) == "a b c d"
+    assert to_text("x" * 50, False, 10) == "xxxxxxxxx…"
+    assert to_text("<img src=x onerror=alert(1)>Headline", True, 100) == "Headline"
+
+
+def test_strip_outlet_suffix():
+    assert strip_outlet_suffix("Story - RNZ", "RNZ") == "Story"
+    assert strip_outlet_suffix("Story | Stuff", "Stuff") == "Story"
+    assert strip_outlet_suffix("RNZ", "RNZ") == "RNZ"
+    assert strip_outlet_suffix("Story about RNZ", "RNZ") == "Story about RNZ"

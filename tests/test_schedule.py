@@ -1,0 +1,128 @@
+"""The long-running collector: due sources, config reload, and `monitor run` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from monitor import store
+from monitor.collect import make_fetcher
+from monitor.config import load_config
+from monitor.schedule import Collector
+from tests.conftest import write_config
+
+ROOT = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path, db_path):
+    rnz = server.feed("/rnz.xml", "rnz_national.xml")
+    stuff = server.feed("/stuff.xml", "stuff_atom.xml")
+    config_path = write_config(tmp_path, [{"name": "RNZ", "url": rnz}])
+
+    async def scenario() -> list[str]:
+        config = load_config(config_path)
+        db = store.open_db(db_path)
+        store.sync_sources(db, config)
+        collector = Collector(config_path, config, db, make_fetcher(config))
+        collector.config_mtime = config_path.stat().st_mtime
+        await collector.poll_due()
+        await asyncio.gather(*collector.in_flight.values())
+        await collector.poll_due()  # RNZ is not due again for 10 minutes
+        assert collector.in_flight == {}
+
+        # An invalid edit keeps the running config.
+        config_path.write_text("sources: [oops")
+        os.utime(config_path, (time.time() + 5, time.time() + 5))
+        await collector.poll_due()
+        assert [s.name for s in collector.config.sources] == ["RNZ"]
+
+        # A valid edit is picked up without a restart; the new source is due at once.
+        write_config(tmp_path, [{"name": "RNZ", "url": rnz}, {"name": "Stuff", "url": stuff}])
+        os.utime(config_path, (time.time() + 10, time.time() + 10))
+        await collector.poll_due()
+        await asyncio.gather(*collector.in_flight.values())
+        await collector.stop()
+        names = [r[0] for r in db.execute("SELECT source FROM fetches ORDER BY id").fetchall()]
+        db.close()
+        return names
+
+    assert asyncio.run(scenario()) == ["RNZ", "Stuff"]
+    assert len(server.requests_to("/rnz.xml")) == 1
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def headlines(port: int) -> list[dict] | None:
+    try:
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/coverage/latest_headlines.json?_shape=array", timeout=2
+        )
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None
+
+
+def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_path, db_path):
+    rnz = server.feed("/rnz.xml", "rnz_national.xml")
+    config = write_config(
+        tmp_path,
+        [{"name": "RNZ", "url": rnz, "topics": ["detention"]}],
+        topics={"detention": "asylum"},
+    )
+    port = free_port()
+    monitor = Path(sys.executable).parent / "monitor"
+    proc = subprocess.Popen(
+        [str(monitor), "run", "--config", str(config), "--db", str(db_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: bool(headlines(port)))
+        titles = [row["title"] for row in headlines(port) or []]
+        assert "Black Caps seal series win in Hamilton" in titles
+        # Ctrl-C reaches the whole foreground process group: the collector and Datasette.
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output.decode()
+    assert b"Traceback" not in output
+    assert headlines(port) is None  # Datasette is gone too
+    db = store.open_db(db_path)
+    assert db.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+@pytest.mark.parametrize("args", [["--config", "missing.yaml"]])
+def test_scheduler_py_exits_2_on_a_bad_config(tmp_path, args):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scheduler.py"), *args, "--db", str(tmp_path / "c.db")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "missing.yaml: (file): file not found" in result.stderr

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor import store
+from monitor.config import Config, Source
+from monitor.dates import iso
+from monitor.errors import DatabaseError
+from monitor.normalise import Item
+from monitor.store import Poll
+
+NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+
+
+def item(n: int, **kw) -> Item:
+    values = dict(
+        url=f"https://www.rnz.co.nz/news/{n}",
+        link=f"https://www.rnz.co.nz/news/{n}",
+        guid=f"g{n}",
+        title=f"Headline {n}",
+        summary=f"Summary {n}",
+        published=NOW - timedelta(hours=n),
+        outlet="RNZ",
+    )
+    values.update(kw)
+    return Item(**values)  # type: ignore[arg-type]
+
+
+def ok(source: str = "RNZ", at: datetime = NOW) -> Poll:
+    return Poll(source, at, 10, "ok", http_status=200, etag='"v1"')
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = store.open_db(tmp_path / "coverage.db")
+    config = Config(
+        tmp_path / "feeds.yaml",
+        (
+            Source("RNZ", "https://www.rnz.co.nz/rss"),
+            Source("Stuff", "https://www.stuff.co.nz/rss"),
+        ),
+    )
+    store.sync_sources(database, config)
+    yield database
+    database.close()
+
+
+def rows(db, sql: str, params=()):
+    return db.execute(sql, params).fetchall()
+
+
+def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
+    path = tmp_path / "sub" / "coverage.db"
+    store.open_db(path).close()
+    db = store.open_db(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert rows(db, "SELECT name FROM _migrations") == [("m001_initial",)]
+    assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
+
+
+def test_unusable_path_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatabaseError, match=r"cannot use .* as the coverage database"):
+        store.open_db(tmp_path / "file" / "coverage.db")
+    (tmp_path / "notadb.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DatabaseError):
+        store.open_db(tmp_path / "notadb.db")
+
+
+def test_new_items_are_inserted_with_story_ids_and_fts(db):
+    counts = store.record_poll(db, ok(), 600, [item(1), item(2, topics=("detention",))])
+    assert (counts.new, counts.updated, counts.unchanged) == (2, 0, 0)
+    got = rows(db, "SELECT id, story_id, topics, source, first_seen FROM articles ORDER BY id")
+    assert got == [
+        (1, 1, "[]", "RNZ", "2026-11-25T01:00:00Z"),
+        (2, 2, '["detention"]', "RNZ", "2026-11-25T01:00:00Z"),
+    ]
+    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'headline AND 2'") == [
+        (2,)
+    ]
+
+
+def test_same_url_from_another_source_is_one_article(db):
+    store.record_poll(db, ok("RNZ"), 600, [item(1)])
+    counts = store.record_poll(
+        db, ok("Stuff"), 600, [item(1, guid="stuff-1", topics=("campaign",))]
+    )
+    assert counts.new == 0
+    assert rows(db, "SELECT count(*), source, topics FROM articles") == [(1, "RNZ", '["campaign"]')]
+
+
+def test_changed_title_updates_row_keeps_first_seen_and_history(db):
+    store.record_poll(db, ok(), 600, [item(1)])
+    later = NOW + timedelta(minutes=10)
+    changed = item(1, title="Headline 1, updated")
+    counts = store.record_poll(db, ok(at=later), 600, [changed], now=later)
+    assert (counts.new, counts.updated) == (0, 1)
+    assert rows(db, "SELECT title, first_seen, updated FROM articles") == [
+        ("Headline 1, updated", "2026-11-25T01:00:00Z", "2026-11-25T01:10:00Z")
+    ]
+    assert rows(db, "SELECT article_id, title FROM article_history") == [(1, "Headline 1")]
+    # The FTS index follows the update.
+    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'updated'") == [(1,)]
+
+
+def test_same_guid_with_a_new_url_updates_the_same_article(db):
+    store.record_poll(db, ok(), 600, [item(1)])
+    moved = item(
+        1,
+        url="https://www.rnz.co.nz/news/1-renamed",
+        link="https://www.rnz.co.nz/news/1-renamed",
+        title="New",
+    )
+    counts = store.record_poll(db, ok(), 600, [moved])
+    assert (counts.new, counts.updated) == (0, 1)
+    assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
+
+
+def test_repeated_guids_in_one_feed_do_not_merge_different_links(db):
+    counts = store.record_poll(db, ok(), 600, [item(1, guid="same"), item(2, guid="same")])
+    assert counts.new == 2
+    assert rows(db, "SELECT count(*) FROM articles") == [(2,)]
+
+
+def test_unchanged_items_are_counted(db):
+    store.record_poll(db, ok(), 600, [item(1), item(2)])
+    counts = store.record_poll(db, ok(), 600, [item(1), item(2)])
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 0, 2)
+
+
+def test_missing_publication_time_is_first_seen(db):
+    store.record_poll(db, ok(), 600, [item(1, published=None)])
+    assert rows(db, "SELECT published FROM articles") == [("2026-11-25T01:00:00Z",)]
+
+
+def test_failure_backs_off_keeps_articles_and_success_resets(db):
+    store.record_poll(db, ok(), 600, [item(1)])
+    for n in range(1, 4):
+        fail = Poll("RNZ", NOW, 5, "http_error", http_status=500, error="HTTP 500")
+        store.record_poll(db, fail, 600, [item(99)])
+        state = store.source_state(db, "RNZ")
+        assert state.consecutive_failures == n
+        assert state.next_poll == iso(NOW + timedelta(seconds=600 * 2 ** (n - 1)))
+    assert rows(db, "SELECT count(*) FROM articles") == [(1,)]  # a failed poll stores nothing
+    assert rows(db, "SELECT last_error, etag FROM sources WHERE name = 'RNZ'") == [
+        ("HTTP 500", '"v1"')
+    ]
+    store.record_poll(db, ok(), 600, [])
+    assert store.source_state(db, "RNZ").consecutive_failures == 0
+    statuses = rows(db, "SELECT status, http_status FROM fetches ORDER BY id")
+    assert statuses == [("ok", 200)] + [("http_error", 500)] * 3 + [("ok", 200)]
+
+
+def test_retry_after_is_stored_and_defers_next_poll(db):
+    until = NOW + timedelta(hours=2)
+    poll = Poll("RNZ", NOW, 5, "retry_later", http_status=429, error="wait", retry_after=until)
+    store.record_poll(db, poll, 600, [])
+    state = store.source_state(db, "RNZ")
+    assert state.retry_after == state.next_poll == "2026-11-25T03:00:00Z"
+    assert store.due_sources(db, NOW + timedelta(hours=1)) == ["Stuff"]
+
+
+def test_a_failed_write_leaves_nothing_half_written(db, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_record_health", explode)
+    with pytest.raises(RuntimeError):
+        store.record_poll(db, ok(), 600, [item(1), item(2)])
+    assert rows(db, "SELECT count(*) FROM articles") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM fetches") == [(0,)]
+
+
+def test_sources_leaving_the_config_go_inactive(db, tmp_path):
+    store.sync_sources(
+        db, Config(tmp_path / "f.yaml", (Source("RNZ", "https://www.rnz.co.nz/rss"),))
+    )
+    assert rows(db, "SELECT name, active FROM sources ORDER BY name") == [("RNZ", 1), ("Stuff", 0)]
+    assert json.loads(rows(db, "SELECT topics FROM sources WHERE name='RNZ'")[0][0]) == []

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from monitor.urls import aggregator_target, canonical_url, host, is_aggregator
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://www.rnz.co.nz/news/national/1/a?utm_source=rss&utm_medium=feed",
+            "https://www.rnz.co.nz/news/national/1/a",
+        ),
+        ("https://www.stuff.co.nz/x/350?fbclid=abc&gclid=d", "https://www.stuff.co.nz/x/350"),
+        ("https://www.stuff.co.nz/x/350?cid=app-iPhone", "https://www.stuff.co.nz/x/350"),
+        ("https://www.stuff.co.nz/x/350?_ga=1.2&ito=rss", "https://www.stuff.co.nz/x/350"),
+        ("https://www.rnz.co.nz/news/a#comments", "https://www.rnz.co.nz/news/a"),
+        ("HTTPS://WWW.RNZ.CO.NZ/news/a", "https://www.rnz.co.nz/news/a"),
+        ("https://www.rnz.co.nz:443/news/a", "https://www.rnz.co.nz/news/a"),
+        ("http://example.org:80/a", "http://example.org/a"),
+        ("https://www.rnz.co.nz/news/a/", "https://www.rnz.co.nz/news/a"),
+        ("https://www.rnz.co.nz", "https://www.rnz.co.nz/"),
+        # Real parameters are kept (sorted): some sites identify the article by them.
+        ("https://example.org/story?id=5&b=2", "https://example.org/story?b=2&id=5"),
+    ],
+)
+def test_canonical_url(url, expected):
+    assert canonical_url(url) == expected
+
+
+def test_variants_fold_to_one():
+    variants = [
+        "https://www.rnz.co.nz/news/national/1/a",
+        "https://www.rnz.co.nz/news/national/1/a/",
+        "https://WWW.rnz.co.nz:443/news/national/1/a?utm_campaign=x#top",
+    ]
+    assert len({canonical_url(v) for v in variants}) == 1
+
+
+def test_relative_link_resolved_against_base():
+    assert canonical_url("/news/a/", base="https://www.rnz.co.nz/rss/national.xml") == (
+        "https://www.rnz.co.nz/news/a"
+    )
+
+
+def test_google_news_url_parameter():
+    link = (
+        "http://news.google.com/news/url?sa=t&fd=R&usg=AFQjCNE&url="
+        "http://www.reuters.com/article/2012/02/10/us-mortgage-idUSTRE81600F20120210"
+    )
+    assert is_aggregator(link)
+    assert aggregator_target(link) == (
+        "http://www.reuters.com/article/2012/02/10/us-mortgage-idUSTRE81600F20120210"
+    )
+    assert aggregator_target("https://www.rnz.co.nz/?url=http://x.org/") is None
+
+
+def test_host():
+    assert host("https://www.rnz.co.nz/news") == "rnz.co.nz"
