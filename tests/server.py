@@ -6,6 +6,7 @@ an error, a redirect loop, a stall or a trickle over real sockets. Every request
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import struct
@@ -213,3 +214,25 @@ def oversize(declared: bool, size: int) -> Handler:
         h.close_connection = True
 
     return handler
+
+
+class Blackhole:
+    """A port whose accept queue is full, so a new connection is never established."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+        time.sleep(0.1)
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.listener]:
+            s.close()

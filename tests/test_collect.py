@@ -155,8 +155,14 @@ def test_hostile_sources_fail_specifically_and_never_stop_the_good_ones(server, 
         url = server.route(f"/hostile/{name}", handler)
         sources.append({"name": name, "url": url, "max_size": "2MB", "timeout": "3s"})
     sources.append({"name": "unreachable", "url": f"http://127.0.0.1:{closed_port()}/feed"})
+    sources.append({"name": "no-dns", "url": "http://feeds.nonexistent.invalid/feed"})
+    blackhole = srv.Blackhole()
+    sources.append({"name": "connect-timeout", "url": f"http://127.0.0.1:{blackhole.port}/feed"})
     config = write_config(tmp_path, sources)
-    reports = run(config, db_path)
+    try:
+        reports = run(config, db_path)
+    finally:
+        blackhole.close()
 
     for name in GOOD:
         assert reports[name].status == "ok", reports[name].line()
@@ -166,11 +172,15 @@ def test_hostile_sources_fail_specifically_and_never_stop_the_good_ones(server, 
         assert words in (reports[name].error or ""), reports[name].line()
     assert reports["unreachable"].status == "unreachable"
     assert "cannot connect to 127.0.0.1" in reports["unreachable"].error
+    assert reports["no-dns"].status == "unreachable"
+    assert "feeds.nonexistent.invalid" in reports["no-dns"].error
+    assert reports["connect-timeout"].status == "timeout"
+    assert "could not connect within 1.5s" in reports["connect-timeout"].error
 
     health = dict(
         query(db_path, "SELECT name, last_error FROM sources WHERE consecutive_failures = 1")
     )
-    assert set(health) == set(HOSTILE) | {"unreachable"}
+    assert set(health) == set(HOSTILE) | {"unreachable", "no-dns", "connect-timeout"}
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
 
     # Retry-After holds across runs: the next collect does not even ask those servers.
