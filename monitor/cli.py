@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -19,6 +19,7 @@ from monitor import store
 from monitor.collect import collect
 from monitor.config import load_config
 from monitor.errors import ConfigError, DatabaseError
+from monitor.topics import query_problem
 
 DEFAULT_CONFIG = Path("feeds.yaml")
 DEFAULT_DB = Path("db/coverage.db")
@@ -139,6 +140,83 @@ def run_command(config_path: Path, db_path: Path, host: str, port: int) -> None:
             datasette.wait(timeout=10)
         except subprocess.TimeoutExpired:
             datasette.kill()
+
+
+@main.group("topics")
+def topics_group() -> None:
+    """Try out and inspect topic queries."""
+
+
+@topics_group.command("test")
+@click.argument("query")
+@db_option
+@click.option("--limit", default=10, show_default=True, help="How many examples to show.")
+@user_errors
+def topics_test_command(query: str, db_path: Path, limit: int) -> None:
+    """How many stored articles QUERY matches, with the newest examples. Saves nothing."""
+    problem = query_problem(query)
+    if problem is not None:
+        click.echo(f"Error: not a valid search query: {problem}", err=True)
+        sys.exit(2)
+    db = store.open_db(db_path)
+    try:
+        total, examples = store.preview_query(db, query, limit)
+    finally:
+        db.close()
+    click.echo(f"{total} stored article(s) match {query}")
+    for published, outlet, title, terms in examples:
+        click.echo(f"  {_local(published)}  {outlet}: {title}")
+        click.echo(f"      matched: {', '.join(terms)}")
+
+
+@topics_group.command("list")
+@config_option
+@db_option
+@user_errors
+def topics_list_command(config_path: Path, db_path: Path) -> None:
+    """Each topic in feeds.yaml, its query, and how many stored articles carry it."""
+    config = load_config(config_path)
+    db = store.open_db(db_path)
+    try:
+        counts = store.topic_counts(db)
+    finally:
+        db.close()
+    for name, query in config.topics.items():
+        click.echo(f"{name}: {counts.get(name, 0)} article(s)\n    {query}")
+
+
+@main.command("retag")
+@config_option
+@db_option
+@user_errors
+def retag_command(config_path: Path, db_path: Path) -> None:
+    """Re-apply the topics in feeds.yaml to every stored article."""
+    config = load_config(config_path)
+    db = store.open_db(db_path)
+    try:
+        result = store.retag(db, config)
+    finally:
+        db.close()
+    click.echo(f"{result.changed} article(s) changed topics")
+    for name, count in result.per_topic.items():
+        click.echo(f"  {name}: {count}")
+
+
+@main.command("prune")
+@config_option
+@db_option
+@user_errors
+def prune_command(config_path: Path, db_path: Path) -> None:
+    """Delete stored articles that match no topic once older than keep_unmatched."""
+    config = load_config(config_path)
+    db = store.open_db(db_path)
+    try:
+        removed = store.prune_unmatched(db, config, datetime.now(UTC))
+    finally:
+        db.close()
+    click.echo(f"removed {sum(removed.values())} article(s) that match no topic")
+    for source, count in sorted(removed.items()):
+        click.echo(f"  {source}: {count}")
 
 
 @main.command("sources")

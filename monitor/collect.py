@@ -25,6 +25,7 @@ from monitor.fetch import Fetcher, Limits
 from monitor.normalise import Item, normalise_feed
 from monitor.parse import parse_feed
 from monitor.store import Counts, Poll
+from monitor.topics import Matcher, tag
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Report:
     counts: Counts = dataclasses.field(default_factory=Counts)
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    filtered: int = 0
 
     @property
     def failed(self) -> bool:
@@ -54,6 +56,8 @@ class Report:
         if self.status == "ok":
             c = self.counts
             text = f"{c.new} new, {c.updated} updated, {c.unchanged} unchanged"
+            if self.filtered:
+                text += f", {self.filtered} matched no topic (not kept)"
             if self.warnings:
                 text += f" ({len(self.warnings)} warning(s): {self.warnings[0]})"
         elif self.status == "not_modified":
@@ -90,17 +94,20 @@ async def collect(
     store.sync_sources(db, config)
     wanted = set(only) if only is not None else None
     sources = [s for s in config.sources if wanted is None or s.name in wanted]
-    async with make_fetcher(config) as fetcher:
-        return list(
-            await asyncio.gather(*(poll_source(s, config, db, fetcher, clock) for s in sources))
-        )
+    matcher = Matcher(config.topics)
+    try:
+        async with make_fetcher(config) as fetcher:
+            polls = (poll_source(s, db, fetcher, matcher, clock) for s in sources)
+            return list(await asyncio.gather(*polls))
+    finally:
+        matcher.close()
 
 
 async def poll_source(
     source: Source,
-    config: Config,
     db: sqlite_utils.Database,
     fetcher: Fetcher,
+    matcher: Matcher,
     clock: Clock = utcnow,
 ) -> Report:
     started = clock()
@@ -112,6 +119,8 @@ async def poll_source(
     items: list[Item] = []
     try:
         poll, items = await _fetch_and_parse(source, db, fetcher, state, started)
+        items, filtered = tag(items, matcher, source)
+        poll = dataclasses.replace(poll, filtered=filtered)
     except RetryLater as e:
         poll = _failure(source, started, e, http_status=e.status, retry_after=e.until)
     except HTTPStatusError as e:
@@ -129,7 +138,7 @@ async def poll_source(
         return Report(source.name, "database_error", error=f"could not save: {e}")
     if poll.failed:
         log.warning("%s: %s", source.name, poll.error)
-    return Report(source.name, poll.status, counts, poll.error, poll.warnings)
+    return Report(source.name, poll.status, counts, poll.error, poll.warnings, poll.filtered)
 
 
 async def _fetch_and_parse(

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from monitor.errors import ConfigError, ConfigProblem
+from monitor.topics import query_problem
 from monitor.urls import is_aggregator
 
 DEFAULT_INTERVAL = 15 * 60
@@ -24,6 +25,7 @@ MIN_INTERVAL = 30
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_TIMEZONE = "Pacific/Auckland"
+DEFAULT_KEEP_UNMATCHED = 30 * 24 * 3600
 SOURCE_TYPES = ("feed",)
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -49,6 +51,10 @@ class Source:
     type: str = "feed"
     resolve_links: bool = False
     """Item links are aggregator redirects to follow once (default: on for aggregator hosts)."""
+    require_topic: bool = False
+    """Store only items that match some topic (for noisy general feeds)."""
+    keep_unmatched: int = DEFAULT_KEEP_UNMATCHED
+    """Seconds to keep stored items that match no topic before `monitor prune` removes them."""
 
 
 @dataclass(frozen=True)
@@ -193,8 +199,18 @@ class _Validator:
         topics = {}
         for name, (_, value_node) in self.mapping(node, "topics").items():
             query = self.typed(value_node, f"topics.{name}", _non_empty_text)
-            if query is not None:
-                topics[name] = query
+            if query is None:
+                continue
+            problem = query_problem(query)
+            if problem is not None:
+                self.problem(
+                    value_node,
+                    f"topics.{name}",
+                    f"not a valid search query ({problem}); the syntax is SQLite FTS5: "
+                    'AND, OR, NOT, "exact phrase", prefix*, NEAR(a b, 5), (parentheses)',
+                )
+                continue
+            topics[name] = query
         return topics
 
     _SOURCE_SETTINGS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
@@ -203,6 +219,8 @@ class _Validator:
             "timeout": lambda v: float(parse_duration(str(v))),
             "max_size": parse_size,
             "timezone": lambda v: _timezone(v),
+            "require_topic": lambda v: _boolean(v),
+            "keep_unmatched": lambda v: parse_duration(str(v)),
         }
     )
 

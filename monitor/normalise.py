@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
@@ -47,6 +48,8 @@ class Item:
     via_aggregator: bool = False
     """The link is an aggregator redirect we have not resolved to the publisher yet."""
     topics: tuple[str, ...] = ()
+    matched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """topic -> the words that matched its query (source-given topics have none)."""
 
 
 def normalise_feed(

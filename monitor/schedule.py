@@ -25,6 +25,7 @@ from monitor.collect import Report, make_fetcher, poll_source, utcnow
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
+from monitor.topics import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Collector:
     config: Config
     db: sqlite_utils.Database
     fetcher: Fetcher
+    matcher: Matcher
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
 
@@ -61,8 +63,14 @@ class Collector:
             return
         if config.collector != self.config.collector:
             log.warning("collector: settings change takes effect after a restart")
+        old = self.config
         self.config = config
         store.sync_sources(self.db, config)
+        if config.topics != old.topics or _source_topics(config) != _source_topics(old):
+            # Polls in flight keep the matcher they started with; they are short.
+            self.matcher = Matcher(config.topics)
+            result = store.retag(self.db, config)
+            log.info("topics changed: re-tagged %d articles %s", result.changed, result.per_topic)
         log.info("loaded %s: %d sources", self.config_path, len(config.sources))
 
     async def poll_due(self) -> None:
@@ -72,7 +80,8 @@ class Collector:
             if name in self.in_flight:
                 continue
             source = self.config.source(name)
-            task = asyncio.create_task(poll_source(source, self.config, self.db, self.fetcher))
+            poll = poll_source(source, self.db, self.fetcher, self.matcher)
+            task = asyncio.create_task(poll)
             self.in_flight[name] = task
             task.add_done_callback(functools.partial(self._done, name))
 
@@ -83,12 +92,22 @@ class Collector:
         report = task.result()
         (log.warning if report.failed else log.info)("%s", report.line())
 
+    def prune(self) -> None:
+        removed = store.prune_unmatched(self.db, self.config, utcnow())
+        if removed:
+            log.info("pruned articles that match no topic: %s", removed)
+
     async def stop(self) -> None:
         for task in self.in_flight.values():
             # Safe: a task is only ever suspended on the network, never inside a DB transaction.
             task.cancel()
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
         await self.fetcher.aclose()
+        self.matcher.close()
+
+
+def _source_topics(config: Config) -> dict[str, tuple[str, ...]]:
+    return {s.name: s.topics for s in config.sources}
 
 
 async def run_scheduler(
@@ -102,7 +121,7 @@ async def run_scheduler(
     config = load_config(config_path)
     db = store.open_db(db_path)
     store.sync_sources(db, config)
-    collector = Collector(config_path, config, db, make_fetcher(config))
+    collector = Collector(config_path, config, db, make_fetcher(config), Matcher(config.topics))
     collector.reload_if_changed()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,6 +135,9 @@ async def run_scheduler(
         max_instances=1,
         coalesce=True,
         id="poll_due",
+    )
+    scheduler.add_job(
+        collector.prune, IntervalTrigger(hours=24), next_run_time=datetime.now(UTC), id="prune"
     )
     scheduler.start()
     log.info("collector: %d sources from %s into %s", len(config.sources), config_path, db_path)

@@ -11,20 +11,21 @@ import json
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from monitor import health
-from monitor.config import Config
+from monitor.config import DEFAULT_KEEP_UNMATCHED, Config
 from monitor.dates import iso
 from monitor.errors import DatabaseError
 from monitor.normalise import Item
+from monitor.topics import HIGHLIGHT, marked_terms, matching_rows
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class Poll:
     bytes: int = 0
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    filtered: int = 0
+    """Items dropped because the source requires a topic and they matched none."""
     etag: str | None = None
     last_modified: str | None = None
     retry_after: datetime | None = None
@@ -231,6 +234,26 @@ END;
 """
 
 
+@migration
+def m002_topic_terms_and_sightings(db: sqlite_utils.Database) -> None:
+    _run_script(db, _TOPICS_SCHEMA)
+
+
+_TOPICS_SCHEMA = """
+ALTER TABLE articles ADD COLUMN matched TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE fetches ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE sightings (
+    article_id INTEGER NOT NULL REFERENCES articles (id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    PRIMARY KEY (article_id, source)
+) WITHOUT ROWID;
+CREATE INDEX idx_sightings_source ON sightings (source);
+INSERT INTO sightings (article_id, source, first_seen) SELECT id, source, first_seen FROM articles;
+CREATE INDEX idx_articles_unmatched ON articles (first_seen) WHERE topics = '[]';
+"""
+
+
 def sync_sources(db: sqlite_utils.Database, config: Config) -> None:
     """Mirror the configured sources into `sources`, keeping health; unlisted ones go inactive."""
     names = [s.name for s in config.sources]
@@ -296,8 +319,8 @@ def record_poll(
         _record_health(db, poll, interval, counts, now)
         db.execute(
             """INSERT INTO fetches (source, started, status, http_status, new, updated, unchanged,
-                bytes, duration_ms, error, warnings)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                filtered, bytes, duration_ms, error, warnings)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 poll.source,
                 iso(poll.started),
@@ -306,6 +329,7 @@ def record_poll(
                 counts.new,
                 counts.updated,
                 counts.unchanged,
+                poll.filtered,
                 poll.bytes,
                 poll.duration_ms,
                 poll.error,
@@ -313,6 +337,114 @@ def record_poll(
             ],
         )
     return counts
+
+
+@dataclass(frozen=True)
+class Retag:
+    changed: int
+    """Articles whose topics changed."""
+    per_topic: Mapping[str, int]
+    """topic -> articles that now carry it."""
+
+
+def retag(db: sqlite_utils.Database, config: Config) -> Retag:
+    """Recompute every article's topics from the current config, through the FTS index.
+
+    An article's topics are the topics of every source that brought it plus every topic whose
+    query matches its stored text.
+    """
+    found: dict[int, dict[str, list[str]]] = {}
+    for name, query in config.topics.items():
+        for rowid, terms in matching_rows(db.conn, "articles_fts", query):
+            found.setdefault(rowid, {})[name] = list(terms)
+    source_topics = {s.name: s.topics for s in config.sources if s.topics}
+    given: dict[int, set[str]] = {}
+    if source_topics:
+        names = ",".join("?" * len(source_topics))
+        sql = f"SELECT article_id, source FROM sightings WHERE source IN ({names})"
+        for article_id, source in db.execute(sql, list(source_topics)):
+            given.setdefault(article_id, set()).update(source_topics[source])
+    with transaction(db):
+        db.execute("DROP TABLE IF EXISTS temp.retag")
+        db.execute(
+            "CREATE TEMP TABLE retag (article_id INTEGER PRIMARY KEY, topics TEXT, matched TEXT)"
+        )
+        db.conn.executemany(
+            "INSERT INTO temp.retag VALUES (?, ?, ?)",
+            (
+                (
+                    article_id,
+                    json.dumps(
+                        sorted(set(found.get(article_id, {})) | given.get(article_id, set()))
+                    ),
+                    _terms_json(found.get(article_id, {})),
+                )
+                for article_id in set(found) | set(given)
+            ),
+        )
+        cleared = db.execute(
+            """UPDATE articles SET topics = '[]', matched = '{}'
+            WHERE (topics != '[]' OR matched != '{}')
+              AND id NOT IN (SELECT article_id FROM temp.retag)"""
+        ).rowcount
+        changed = db.execute(
+            """UPDATE articles SET topics = r.topics, matched = r.matched
+            FROM temp.retag AS r
+            WHERE articles.id = r.article_id
+              AND (articles.topics != r.topics OR articles.matched != r.matched)"""
+        ).rowcount
+        db.execute("DROP TABLE temp.retag")
+    return Retag(cleared + changed, topic_counts(db))
+
+
+def preview_query(
+    db: sqlite_utils.Database, query: str, limit: int
+) -> tuple[int, list[tuple[str, str, str, tuple[str, ...]]]]:
+    """How many articles an FTS query matches, and the newest: (published, outlet, title, words)."""
+    total = db.execute(
+        "SELECT count(*) FROM articles_fts WHERE articles_fts MATCH ?", [query]
+    ).fetchone()[0]
+    newest = db.execute(
+        """SELECT a.published, a.outlet, a.title,
+            highlight(articles_fts, 0, ?, ?), highlight(articles_fts, 1, ?, ?)
+        FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid
+        WHERE articles_fts MATCH ? ORDER BY a.published DESC LIMIT ?""",
+        [*HIGHLIGHT, *HIGHLIGHT, query, limit],
+    ).fetchall()
+    return total, [(p, o, t, marked_terms([h1, h2])) for p, o, t, h1, h2 in newest]
+
+
+def topic_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    return dict(
+        db.execute(
+            """SELECT j.value, count(*) FROM articles, json_each(articles.topics) AS j
+            GROUP BY j.value ORDER BY j.value"""
+        ).fetchall()
+    )
+
+
+def prune_unmatched(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, int]:
+    """Delete articles that match no topic and are older than their source's keep_unmatched.
+
+    Returns source -> articles removed. Sources no longer configured use the default age.
+    """
+    keep = {s.name: s.keep_unmatched for s in config.sources}
+    default = DEFAULT_KEEP_UNMATCHED
+    removed: dict[str, int] = {}
+    with transaction(db):
+        rows = db.execute(
+            "SELECT DISTINCT source FROM articles WHERE topics = '[]' AND first_seen < ?",
+            [iso(now - timedelta(seconds=min([default, *keep.values()])))],
+        ).fetchall()
+        for (source,) in rows:
+            cutoff = iso(now - timedelta(seconds=keep.get(source, default)))
+            count = db.execute(
+                "DELETE FROM articles WHERE topics = '[]' AND source = ? AND first_seen < ?",
+                [source, cutoff],
+            ).rowcount
+            if count:
+                removed[source] = count
+    return removed
 
 
 def _warnings(warnings: tuple[str, ...]) -> str | None:
@@ -345,6 +477,10 @@ def _save_items(db: sqlite_utils.Database, source: str, items: list[Item], now: 
                 updated += 1
             else:
                 unchanged += 1
+        db.execute(
+            "INSERT OR IGNORE INTO sightings (article_id, source, first_seen) VALUES (?, ?, ?)",
+            [article_id, source, stamp],
+        )
         if guid:
             _add_key(db, _guid_key(source, guid), article_id)
         if item.link != item.url:
@@ -352,10 +488,13 @@ def _save_items(db: sqlite_utils.Database, source: str, items: list[Item], now: 
     return Counts(new, updated, unchanged)
 
 
+_FOUND_COLUMNS = ("id", "title", "summary", "topics", "matched")
+
+
 def _find(
     db: sqlite_utils.Database, source: str, item: Item, guid: str | None
 ) -> dict[str, Any] | None:
-    columns = "a.id, a.title, a.summary, a.topics"
+    columns = "a.id, a.title, a.summary, a.topics, a.matched"
     if guid:
         row = db.execute(
             f"SELECT {columns} FROM article_keys k JOIN articles a ON a.id = k.article_id "
@@ -363,7 +502,7 @@ def _find(
             [_guid_key(source, guid)],
         ).fetchone()
         if row:
-            return dict(zip(("id", "title", "summary", "topics"), row, strict=True))
+            return dict(zip(_FOUND_COLUMNS, row, strict=True))
     row = db.execute(f"SELECT {columns} FROM articles a WHERE a.url = ?", [item.url]).fetchone()
     if row is None and item.link != item.url:
         row = db.execute(
@@ -371,14 +510,14 @@ def _find(
             "WHERE k.key = ?",
             [_link_key(item.link)],
         ).fetchone()
-    return dict(zip(("id", "title", "summary", "topics"), row, strict=True)) if row else None
+    return dict(zip(_FOUND_COLUMNS, row, strict=True)) if row else None
 
 
 def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> int:
     cursor = db.execute(
         """INSERT INTO articles (url, title, summary, published, first_seen, updated, source,
-            outlet, topics, guid, link)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            outlet, topics, matched, guid, link)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             item.url,
             item.title,
@@ -389,6 +528,7 @@ def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> i
             source,
             item.outlet,
             json.dumps(sorted(set(item.topics))),
+            _terms_json(item.matched),
             item.guid,
             item.link,
         ],
@@ -400,7 +540,9 @@ def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> i
 
 
 def _update(db: sqlite_utils.Database, row: dict[str, Any], item: Item, stamp: str) -> bool:
+    # Topics only accumulate here (another source may have tagged it); `monitor retag` recomputes.
     topics = sorted(set(json.loads(row["topics"])) | set(item.topics))
+    matched = {**json.loads(row["matched"]), **{k: list(v) for k, v in item.matched.items()}}
     text_changed = (row["title"], row["summary"]) != (item.title, item.summary)
     if text_changed:
         db.execute(
@@ -408,18 +550,18 @@ def _update(db: sqlite_utils.Database, row: dict[str, Any], item: Item, stamp: s
             VALUES (?, ?, ?, ?)""",
             [row["id"], row["title"], row["summary"], stamp],
         )
-        db.execute(
-            "UPDATE articles SET title = ?, summary = ?, updated = ?, topics = ? WHERE id = ?",
-            [item.title, item.summary, stamp, json.dumps(topics), row["id"]],
-        )
-        return True
-    if topics != json.loads(row["topics"]):
-        db.execute(
-            "UPDATE articles SET topics = ?, updated = ? WHERE id = ?",
-            [json.dumps(topics), stamp, row["id"]],
-        )
-        return True
-    return False
+    if not text_changed and topics == json.loads(row["topics"]):
+        return False
+    db.execute(
+        """UPDATE articles SET title = ?, summary = ?, updated = ?, topics = ?, matched = ?
+        WHERE id = ?""",
+        [item.title, item.summary, stamp, json.dumps(topics), _terms_json(matched), row["id"]],
+    )
+    return True
+
+
+def _terms_json(terms: Mapping[str, Iterable[str]]) -> str:
+    return json.dumps({topic: list(words) for topic, words in sorted(terms.items())})
 
 
 def _add_key(db: sqlite_utils.Database, key: str, article_id: int) -> None:

@@ -18,6 +18,7 @@ from monitor import store
 from monitor.collect import make_fetcher
 from monitor.config import load_config
 from monitor.schedule import Collector
+from monitor.topics import Matcher
 from tests.conftest import write_config
 
 ROOT = Path(__file__).parents[1]
@@ -38,7 +39,7 @@ def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path
         config = load_config(config_path)
         db = store.open_db(db_path)
         store.sync_sources(db, config)
-        collector = Collector(config_path, config, db, make_fetcher(config))
+        collector = Collector(config_path, config, db, make_fetcher(config), Matcher(config.topics))
         collector.config_mtime = config_path.stat().st_mtime
         await collector.poll_due()
         await asyncio.gather(*collector.in_flight.values())

@@ -58,7 +58,10 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
     store.open_db(path).close()
     db = store.open_db(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert rows(db, "SELECT name FROM _migrations") == [("m001_initial",)]
+    assert rows(db, "SELECT name FROM _migrations") == [
+        ("m001_initial",),
+        ("m002_topic_terms_and_sightings",),
+    ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
 
