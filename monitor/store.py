@@ -25,7 +25,7 @@ from monitor.config import DEFAULT_KEEP_UNMATCHED, Config
 from monitor.dates import iso
 from monitor.errors import DatabaseError
 from monitor.normalise import Item
-from monitor.topics import HIGHLIGHT, marked_terms, matching_rows
+from monitor.topics import HIGHLIGHT, fts_query, marked_terms, matching_rows
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,7 @@ def preview_query(
     db: sqlite_utils.Database, query: str, limit: int
 ) -> tuple[int, list[tuple[str, str, str, tuple[str, ...]]]]:
     """How many articles an FTS query matches, and the newest: (published, outlet, title, words)."""
+    query = fts_query(query)
     total = db.execute(
         "SELECT count(*) FROM articles_fts WHERE articles_fts MATCH ?", [query]
     ).fetchone()[0]

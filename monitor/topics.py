@@ -25,6 +25,7 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 
 HIGHLIGHT = ("\x01", "\x02")
 """Markers for FTS5 highlight(): control characters never left in stored text."""
+_QUOTED_OR_HYPHENATED = re.compile(r'"[^"]*"|(\w+(?:-\w+)+)')
 _MARKED = re.compile(f"{HIGHLIGHT[0]}(.*?){HIGHLIGHT[1]}", re.DOTALL)
 
 
@@ -39,12 +40,23 @@ class TopicMatch:
 NO_MATCH = TopicMatch((), {})
 
 
+def fts_query(query: str) -> str:
+    """The query as FTS5 must see it: a hyphenated word outside quotes becomes a phrase.
+
+    FTS5 reads `asylum-seekers` as a column filter and fails; staff mean "asylum seekers",
+    which is also how the tokenizer indexes the hyphenated text.
+    """
+    return _QUOTED_OR_HYPHENATED.sub(
+        lambda m: f'"{m.group(1).replace("-", " ")}"' if m.group(1) else m.group(0), query
+    )
+
+
 def query_problem(query: str) -> str | None:
     """Why SQLite FTS5 refuses `query`, in its own words, or None when it is valid."""
     conn = sqlite3.connect(":memory:")
     try:
         conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(title, summary, tokenize='{TOKENIZER}')")
-        conn.execute("SELECT rowid FROM t WHERE t MATCH ?", [query]).fetchall()
+        conn.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts_query(query)]).fetchall()
     except sqlite3.OperationalError as e:
         return str(e).removeprefix("fts5: ")
     finally:
@@ -109,7 +121,7 @@ def matching_rows(
     rows = conn.execute(
         f"SELECT rowid, highlight({table}, 0, ?, ?), highlight({table}, 1, ?, ?) "
         f"FROM {table} WHERE {table} MATCH ?",
-        [*HIGHLIGHT, *HIGHLIGHT, query],
+        [*HIGHLIGHT, *HIGHLIGHT, fts_query(query)],
     )
     for rowid, title, summary in rows:
         yield rowid, marked_terms([title, summary])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -141,7 +142,29 @@ def test_sizes():
         parse_size("lots")
 
 
-def test_shipped_feeds_yaml_is_valid():
+def test_shipped_feeds_yaml_is_valid_and_polite():
     config = load_config(Path(__file__).parents[1] / "feeds.yaml")
     assert len(config.sources) >= 10
     assert all(s.url.startswith("https://") for s in config.sources)
+    # No host is asked more often than once per 10 minutes, all its feeds together.
+    per_host: dict[str, float] = {}
+    for s in config.sources:
+        host = urlsplit(s.url).hostname or ""
+        per_host[host] = per_host.get(host, 0.0) + 600 / s.interval
+    assert max(per_host.values()) <= 1.0, per_host
+    outlets = {s.outlet for s in config.sources}
+    for outlet in (
+        "RNZ",
+        "NZ Herald",
+        "Stuff",
+        "1News",
+        "Newsroom",
+        "The Spinoff",
+        "Otago Daily Times",
+        "Scoop",
+        "Te Ao Māori News",
+        "Amnesty International Aotearoa NZ",
+    ):
+        assert outlet in outlets
+    google = [s for s in config.sources if "news.google.com" in s.url]
+    assert len(google) >= 2 and all("hl=en-NZ&gl=NZ&ceid=NZ:en" in s.url for s in google)
