@@ -165,7 +165,9 @@ async def _fetch_and_parse(
     if response.not_modified:
         return poll, []
     # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking fairly.
-    feed = await asyncio.to_thread(parse_feed, response.body, response.url, response.headers)
+    feed = await asyncio.to_thread(
+        parse_feed, response.body, response.url, response.headers, source.max_items
+    )
     items, skipped = normalise_feed(feed, response.url, source, started)
     items = await _resolve_aggregator_links(items, db, fetcher, limits)
     return dataclasses.replace(poll, warnings=feed.warnings + tuple(skipped)), items

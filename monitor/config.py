@@ -26,6 +26,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_KEEP_UNMATCHED = 30 * 24 * 3600
+DEFAULT_MAX_ITEMS = 1000
 SOURCE_TYPES = ("feed",)
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -53,6 +54,8 @@ class Source:
     """Item links are aggregator redirects to follow once (default: on for aggregator hosts)."""
     require_topic: bool = False
     """Store only items that match some topic (for noisy general feeds)."""
+    max_items: int = DEFAULT_MAX_ITEMS
+    """Entries read from one poll of the feed; real feeds carry tens, a hostile one 100,000."""
     keep_unmatched: int = DEFAULT_KEEP_UNMATCHED
     """Seconds to keep stored items that match no topic before `monitor prune` removes them."""
 
@@ -221,6 +224,7 @@ class _Validator:
             "timezone": lambda v: _timezone(v),
             "require_topic": lambda v: _boolean(v),
             "keep_unmatched": lambda v: parse_duration(str(v)),
+            "max_items": lambda v: _positive_int(v),
         }
     )
 

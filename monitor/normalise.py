@@ -19,7 +19,7 @@ import lxml.html
 
 from monitor import dates, urls
 from monitor.config import Source
-from monitor.parse import ParsedFeed, RawEntry
+from monitor.entries import ParsedFeed, RawEntry
 
 MAX_TITLE = 500
 MAX_SUMMARY = 4000
