@@ -119,5 +119,7 @@ def test_broken_and_huge_is_refused_rather_than_repaired_for_a_minute():
 def test_xml_base_and_relative_links():
     body = b"""<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://www.rnz.co.nz/news/">
       <title>t</title><entry><id>1</id><title>A</title><link href="national/1"/></entry></feed>"""
-    [entry] = xmlfeed.read(body, BASE, "", 10).entries
+    feed = xmlfeed.read(body, BASE, "", 10)
+    assert feed is not None
+    [entry] = feed.entries
     assert entry.link == "https://www.rnz.co.nz/news/national/1"
