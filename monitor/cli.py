@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -219,6 +220,22 @@ def prune_command(config_path: Path, db_path: Path) -> None:
         click.echo(f"  {source}: {count}")
 
 
+@main.command("backup")
+@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+@db_option
+@user_errors
+def backup_command(target: Path, db_path: Path) -> None:
+    """A consistent copy of the live database at TARGET (safe while the collector runs)."""
+    db = store.open_db(db_path)
+    try:
+        size = store.backup(db, target)
+    except (OSError, sqlite3.Error) as e:
+        raise DatabaseError(f"cannot write the backup to {target}: {e}") from e
+    finally:
+        db.close()
+    click.echo(f"backed up {db_path} to {target} ({size:,} bytes)")
+
+
 @main.command("sources")
 @db_option
 @user_errors
@@ -226,14 +243,15 @@ def sources_command(db_path: Path) -> None:
     """Each source's health: status, failures, last success, next poll, last error."""
     db = store.open_db(db_path)
     rows = db.execute(
-        """SELECT name, active, last_status, consecutive_failures, last_ok, next_poll, last_error
-        FROM sources ORDER BY active DESC, consecutive_failures DESC, name"""
+        """SELECT name, active, last_status, consecutive_failures, last_ok, next_poll, last_error,
+            flag
+        FROM sources ORDER BY active DESC, flag IS NULL, consecutive_failures DESC, name"""
     ).fetchall()
     db.close()
     if not rows:
         click.echo("No sources yet: run `monitor collect` or `monitor run` first.")
         return
-    for name, active, status, failures, last_ok, next_poll, error in rows:
+    for name, active, status, failures, last_ok, next_poll, error, flag in rows:
         state = status or "never polled"
         if not active:
             state = "inactive (no longer in feeds.yaml)"
@@ -241,6 +259,8 @@ def sources_command(db_path: Path) -> None:
             f"{name}: {state}; failures {failures}; last ok {_local(last_ok)}; "
             f"next poll {_local(next_poll)}"
         )
+        if flag:
+            line = f"[!] {line}\n    {flag}"
         if error:
             line += f"\n    last error: {error}"
         click.echo(line)

@@ -75,6 +75,7 @@ def limits_for(source: Source) -> Limits:
         connect=min(10.0, source.timeout / 2),
         read=min(15.0, source.timeout / 2),
         max_bytes=source.max_size,
+        allow_private=source.allow_private,
     )
 
 

@@ -54,6 +54,8 @@ class Source:
     """Item links are aggregator redirects to follow once (default: on for aggregator hosts)."""
     require_topic: bool = False
     """Store only items that match some topic (for noisy general feeds)."""
+    allow_private: bool = False
+    """Let this source (and its redirects) reach loopback and private addresses."""
     max_items: int = DEFAULT_MAX_ITEMS
     """Entries read from one poll of the feed; real feeds carry tens, a hostile one 100,000."""
     keep_unmatched: int = DEFAULT_KEEP_UNMATCHED
@@ -225,6 +227,7 @@ class _Validator:
             "require_topic": lambda v: _boolean(v),
             "keep_unmatched": lambda v: parse_duration(str(v)),
             "max_items": lambda v: _positive_int(v),
+            "allow_private": lambda v: _boolean(v),
         }
     )
 

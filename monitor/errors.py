@@ -5,9 +5,11 @@ MonitorError
  ├── DatabaseError         the database path cannot be opened or is not a monitor database
  ├── FetchError            a source could not be fetched          (recorded on that source only)
  │    ├── Unreachable        DNS failure, connection refused or reset
+ │    ├── BlockedAddress     the address is private/loopback and the source does not allow it
  │    ├── FetchTimeout       connect, read or total deadline exceeded
  │    ├── HTTPStatusError    the server answered 4xx/5xx
- │    │    └── RetryLater      429/503 with Retry-After: not polled again before `until`
+ │    │    ├── RetryLater      429/503 with Retry-After: not polled again before `until`
+ │    │    └── BotChallenge    an anti-bot challenge page instead of the feed
  │    ├── RedirectError      loop, too many hops, or a non-HTTP target
  │    └── TooLarge           the body is over the configured size cap
  └── ParseError            the body is not a usable feed           (recorded on that source only)
@@ -62,6 +64,10 @@ class Unreachable(FetchError):
     code = "unreachable"
 
 
+class BlockedAddress(FetchError):
+    code = "blocked_address"
+
+
 class FetchTimeout(FetchError):
     code = "timeout"
 
@@ -84,6 +90,10 @@ class RetryLater(HTTPStatusError):
             status,
             f"HTTP {status}: the server asked us to wait until {until:%Y-%m-%d %H:%M:%S} UTC",
         )
+
+
+class BotChallenge(HTTPStatusError):
+    code = "bot_challenge"
 
 
 class RedirectError(FetchError):

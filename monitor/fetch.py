@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from monitor import __version__
 from monitor.errors import (
+    BlockedAddress,
+    BotChallenge,
     FetchError,
     FetchTimeout,
     HTTPStatusError,
@@ -28,6 +32,7 @@ from monitor.errors import (
     TooLarge,
     Unreachable,
 )
+from monitor.netguard import ALLOW_PRIVATE, REFUSED, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class Limits:
     connect: float = 10.0
     read: float = 15.0
     max_bytes: int = 10 * 1024 * 1024
+    allow_private: bool = False
+    """Connect to loopback/private addresses too (tests; an intranet source)."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,12 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
+        pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            transport=transport,
+            transport=transport or guarded_transport(pool),
         )
         self._per_host = per_host
         self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(
@@ -121,20 +128,23 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         host = urlsplit(url).netloc.lower()
-        async with self._host_slots[host]:
-            try:
-                async with asyncio.timeout(limits.total):
-                    return await self._get(url, headers, limits)
-            except TimeoutError:
-                raise FetchTimeout(
-                    url, f"gave up after the total deadline of {limits.total:g}s"
-                ) from None
+        token = ALLOW_PRIVATE.set(limits.allow_private)
+        try:
+            async with self._host_slots[host], asyncio.timeout(limits.total):
+                return await self._get(url, headers, limits)
+        except TimeoutError:
+            raise FetchTimeout(
+                url, f"gave up after the total deadline of {limits.total:g}s"
+            ) from None
+        finally:
+            ALLOW_PRIVATE.reset(token)
 
     async def _get(self, url: str, headers: dict[str, str], limits: Limits) -> Response:
         timeout = httpx.Timeout(limits.read, connect=limits.connect, pool=limits.total)
         try:
             async with self._client.stream("GET", url, headers=headers, timeout=timeout) as r:
-                _raise_for_status(r)
+                if r.status_code >= 400:
+                    await _raise_for_status(r)
                 body = await _read_capped(r, limits.max_bytes)
                 return Response(str(r.url), r.status_code, dict(r.headers), body)
         except httpx.ConnectTimeout:
@@ -150,6 +160,8 @@ class Fetcher:
         except httpx.UnsupportedProtocol as e:
             raise RedirectError(url, f"refused a non-HTTP address: {e}") from None
         except httpx.ConnectError as e:
+            if str(e).startswith(REFUSED):
+                raise BlockedAddress(url, str(e)) from None
             raise Unreachable(url, f"cannot connect to {urlsplit(url).netloc}: {e}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as e:
             raise Unreachable(url, f"the connection broke mid-response: {e}") from None
@@ -162,13 +174,15 @@ class Fetcher:
         """Where `url` redirects to (one hop), or None. Used for aggregator links."""
         host = urlsplit(url).netloc.lower()
         timeout = httpx.Timeout(limits.read, connect=limits.connect)
-        async with self._host_slots[host]:
-            try:
-                async with asyncio.timeout(limits.total):
-                    r = await self._client.head(url, follow_redirects=False, timeout=timeout)
-            except (httpx.HTTPError, TimeoutError) as e:
-                log.info("could not resolve aggregator link %s: %s", url, e)
-                return None
+        token = ALLOW_PRIVATE.set(limits.allow_private)
+        try:
+            async with self._host_slots[host], asyncio.timeout(limits.total):
+                r = await self._client.head(url, follow_redirects=False, timeout=timeout)
+        except (httpx.HTTPError, TimeoutError) as e:
+            log.info("could not resolve aggregator link %s: %s", url, e)
+            return None
+        finally:
+            ALLOW_PRIVATE.reset(token)
         location: str | None = r.headers.get("location")
         if r.is_redirect and location:
             target = urljoin(url, location)
@@ -177,23 +191,57 @@ class Fetcher:
         return None
 
 
-def _raise_for_status(r: httpx.Response) -> None:
-    if r.status_code < 400:
-        return
+async def _raise_for_status(r: httpx.Response) -> None:
     url = str(r.url)
     if r.status_code in RETRY_STATUSES:
         until = retry_after(r.headers.get("retry-after"), datetime.now(UTC))
         if until is not None:
             raise RetryLater(url, r.status_code, until)
+    if r.status_code in CHALLENGE_STATUSES:
+        page = await _read_capped(r, CHALLENGE_PEEK, truncate=True)
+        vendor = bot_challenge(page)
+        if vendor is not None:
+            raise BotChallenge(
+                url,
+                r.status_code,
+                f"HTTP {r.status_code}: the site answered with a bot challenge ({vendor}) "
+                "instead of the feed; ask the outlet to allow this User-Agent, or use another "
+                "address for its news (a Google News search for the site)",
+            )
     reason = r.reason_phrase or "error"
     hint = {
+        400: "the server refuses the request as malformed",
         401: "the feed needs a login",
-        403: "the server refuses us (blocked, or a bot challenge)",
+        403: "the server refuses us (blocked, or a login wall)",
         404: "the feed address is wrong or the feed was removed",
         410: "the feed is gone for good; remove or replace this source",
         429: "we are polling too often",
     }.get(r.status_code, "server error" if r.status_code >= 500 else "client error")
     raise HTTPStatusError(url, r.status_code, f"HTTP {r.status_code} {reason}: {hint}")
+
+
+CHALLENGE_STATUSES = (403, 429, 503)
+CHALLENGE_PEEK = 64 * 1024
+_CHALLENGE_MARKERS = {
+    b"cf-chl": "Cloudflare",
+    b"challenge-platform": "Cloudflare",
+    b"Just a moment...": "Cloudflare",
+    b"Attention Required! | Cloudflare": "Cloudflare",
+    b"_Incapsula_Resource": "Imperva",
+    b"px-captcha": "PerimeterX",
+    b"captcha-delivery.com": "DataDome",
+    b"ak_bmsc": "Akamai",
+    b"g-recaptcha": "reCAPTCHA",
+    b"h-captcha": "hCaptcha",
+}
+
+
+def bot_challenge(page: bytes) -> str | None:
+    """The anti-bot vendor whose challenge page this is, or None."""
+    for marker, vendor in _CHALLENGE_MARKERS.items():
+        if marker in page:
+            return vendor
+    return None
 
 
 def retry_after(value: str | None, now: datetime) -> datetime | None:
@@ -213,17 +261,62 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
     return min(max(until, now), now + RETRY_AFTER_CAP)
 
 
-async def _read_capped(r: httpx.Response, max_bytes: int) -> bytes:
-    """The decoded body, refusing more than max_bytes (which also bounds gzip bombs)."""
+async def _read_capped(r: httpx.Response, max_bytes: int, *, truncate: bool = False) -> bytes:
+    """The decoded body, refusing more than max_bytes of it (or cutting there, with truncate).
+
+    We decode gzip/deflate ourselves, a bounded amount at a time, so a gzip bomb (a few KB on the
+    wire, gigabytes unpacked) never occupies more than max_bytes of memory.
+    """
     declared = r.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes and not r.headers.get("content-encoding"):
+    encoding = r.headers.get("content-encoding", "identity").strip().lower()
+    if declared.isdigit() and int(declared) > max_bytes and not truncate:
         raise TooLarge(str(r.url), f"the body is {int(declared):,} bytes; the cap is {max_bytes:,}")
-    chunks = []
+    decoder = _decoder(str(r.url), encoding)
+    chunks: list[bytes] = []
     size = 0
-    # aiter_bytes decodes gzip/deflate, so the cap applies to what we would have to hold.
-    async for chunk in r.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge(str(r.url), f"the body is over the cap of {max_bytes:,} bytes")
-        chunks.append(chunk)
+    async for raw in r.aiter_raw():
+        pending = raw
+        while pending:
+            if decoder is None:
+                data, pending = pending, b""
+            else:
+                data = decoder.decompress(pending, max_bytes - size + 1)
+                pending = decoder.unconsumed_tail
+            size += len(data)
+            chunks.append(data)
+            if size > max_bytes:
+                if truncate:
+                    return b"".join(chunks)[:max_bytes]
+                raise TooLarge(str(r.url), f"the body is over the cap of {max_bytes:,} bytes")
     return b"".join(chunks)
+
+
+class _Inflater:
+    """zlib.decompressobj, choosing zlib-wrapped or raw deflate on the first bytes."""
+
+    def __init__(self, wbits: int) -> None:
+        self._wbits = wbits
+        self._decoder: Any = None
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._decoder is None:
+            self._decoder = zlib.decompressobj(self._wbits)
+            if self._wbits == zlib.MAX_WBITS and data[:1] and (data[0] & 0x0F) != 8:
+                self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+        try:
+            out: bytes = self._decoder.decompress(data, max_length)
+        except zlib.error as e:
+            raise FetchError("", f"the compressed body is corrupt: {e}") from None
+        self.unconsumed_tail = self._decoder.unconsumed_tail
+        return out
+
+
+def _decoder(url: str, encoding: str) -> _Inflater | None:
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return _Inflater(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return _Inflater(zlib.MAX_WBITS)
+    raise FetchError(url, f"the server used a compression we did not ask for: {encoding}")

@@ -8,8 +8,14 @@ resets it. Miniflux's habit of switching a feed off after a few errors is the co
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
+from statistics import median
 
 MAX_BACKOFF = timedelta(hours=24)
+FAILING_AFTER = 3
+"""Failed polls in a row before a source is flagged: one or two are the web being the web."""
+QUIET_FLOOR = timedelta(hours=24)
+QUIET_FACTOR = 3
 
 
 def next_poll(
@@ -23,3 +29,40 @@ def next_poll(
     if retry_after is not None and retry_after > due:
         return retry_after
     return due
+
+
+def flag(
+    now: datetime,
+    interval: int,
+    failures: int,
+    last_ok: datetime | None,
+    new_times: list[datetime],
+) -> str | None:
+    """Why staff should look at this source, or None.
+
+    `new_times` are the polls that brought new articles, oldest first (the last 30 days). A source
+    is 'failing' after FAILING_AFTER failed polls in a row, and 'silent' when it has brought
+    nothing new for longer than QUIET_FACTOR times its usual gap (at least a day).
+    """
+    if failures >= FAILING_AFTER:
+        since = f" since {last_ok:%Y-%m-%d %H:%M} UTC" if last_ok else " (never succeeded)"
+        return f"failing: {failures} polls in a row{since}"
+    if len(new_times) < 4:
+        return None  # too little history to know what usual is
+    gaps = [b - a for a, b in pairwise(new_times)]
+    usual = max(
+        timedelta(seconds=median(g.total_seconds() for g in gaps)), timedelta(seconds=interval)
+    )
+    quiet = now - new_times[-1]
+    if quiet > max(QUIET_FLOOR, usual * QUIET_FACTOR):
+        return f"silent: nothing new for {_human(quiet)} (usually every {_human(usual)})"
+    return None
+
+
+def _human(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    if hours >= 48:
+        return f"{hours / 24:.0f} days"
+    if hours >= 1:
+        return f"{hours:.0f} hours"
+    return f"{delta.total_seconds() / 60:.0f} minutes"

@@ -92,10 +92,13 @@ class Collector:
         report = task.result()
         (log.warning if report.failed else log.info)("%s", report.line())
 
-    def prune(self) -> None:
+    def daily(self) -> None:
+        """Retention and WAL housekeeping, once a day."""
         removed = store.prune_unmatched(self.db, self.config, utcnow())
         if removed:
             log.info("pruned articles that match no topic: %s", removed)
+        busy, pages, _ = store.checkpoint(self.db)
+        log.info("WAL checkpoint: %d pages%s", pages, " (readers busy; retried tomorrow)" * busy)
 
     async def stop(self) -> None:
         for task in self.in_flight.values():
@@ -137,7 +140,7 @@ async def run_scheduler(
         id="poll_due",
     )
     scheduler.add_job(
-        collector.prune, IntervalTrigger(hours=24), next_run_time=datetime.now(UTC), id="prune"
+        collector.daily, IntervalTrigger(hours=24), next_run_time=datetime.now(UTC), id="daily"
     )
     scheduler.start()
     log.info("collector: %d sources from %s into %s", len(config.sources), config_path, db_path)

@@ -254,6 +254,12 @@ CREATE INDEX idx_articles_unmatched ON articles (first_seen) WHERE topics = '[]'
 """
 
 
+@migration
+def m003_source_flag(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE sources ADD COLUMN flag TEXT")
+    db.execute("CREATE INDEX idx_fetches_new ON fetches (source, started) WHERE new > 0")
+
+
 def sync_sources(db: sqlite_utils.Database, config: Config) -> None:
     """Mirror the configured sources into `sources`, keeping health; unlisted ones go inactive."""
     names = [s.name for s in config.sources]
@@ -594,25 +600,71 @@ def _record_health(
                 poll.source,
             ],
         )
-        return
-    db.execute(
-        """UPDATE sources SET last_poll = ?, last_ok = ?, last_status = ?, last_http_status = ?,
-            last_error = NULL, last_warnings = ?, consecutive_failures = 0, retry_after = NULL,
-            next_poll = ?,
-            etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),
-            last_new = CASE WHEN ? > 0 THEN ? ELSE last_new END
-        WHERE name = ?""",
-        [
-            stamp,
-            stamp,
-            poll.status,
-            poll.http_status,
-            _warnings(poll.warnings),
-            iso(due),
-            poll.etag,
-            poll.last_modified,
-            counts.new,
-            stamp,
-            poll.source,
-        ],
-    )
+    else:
+        db.execute(
+            """UPDATE sources SET last_poll = ?, last_ok = ?, last_status = ?,
+                last_http_status = ?, last_error = NULL, last_warnings = ?,
+                consecutive_failures = 0, retry_after = NULL, next_poll = ?,
+                etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),
+                last_new = CASE WHEN ? > 0 THEN ? ELSE last_new END
+            WHERE name = ?""",
+            [
+                stamp,
+                stamp,
+                poll.status,
+                poll.http_status,
+                _warnings(poll.warnings),
+                iso(due),
+                poll.etag,
+                poll.last_modified,
+                counts.new,
+                stamp,
+                poll.source,
+            ],
+        )
+    _record_flag(db, poll.source, interval, failures, counts, now)
+
+
+def _record_flag(
+    db: sqlite_utils.Database,
+    source: str,
+    interval: int,
+    failures: int,
+    counts: Counts,
+    now: datetime,
+) -> None:
+    rows = db.execute(
+        """SELECT started FROM fetches
+        WHERE source = ? AND new > 0 AND started >= ? ORDER BY started""",
+        [source, iso(now - timedelta(days=30))],
+    ).fetchall()
+    new_times = [_parse_iso(r[0]) for r in rows]
+    if counts.new:
+        new_times.append(now)  # this poll's fetches row is written after us
+    (last_ok,) = db.execute("SELECT last_ok FROM sources WHERE name = ?", [source]).fetchone()
+    flag = health.flag(now, interval, failures, _parse_iso(last_ok) if last_ok else None, new_times)
+    db.execute("UPDATE sources SET flag = ? WHERE name = ?", [flag, source])
+
+
+def _parse_iso(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def backup(db: sqlite_utils.Database, target: Path) -> int:
+    """A consistent copy of the live database at `target` (SQLite's online backup); its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    destination = sqlite3.connect(partial)
+    try:
+        db.conn.backup(destination)
+    finally:
+        destination.close()
+    partial.replace(target)  # never leave a half-written file under the real name
+    return target.stat().st_size
+
+
+def checkpoint(db: sqlite_utils.Database) -> tuple[int, int, int]:
+    """Fold the WAL back into the database file and truncate it: (busy, wal pages, moved)."""
+    busy, pages, moved = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(busy), int(pages), int(moved)

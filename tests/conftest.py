@@ -34,7 +34,8 @@ def write_config(
     """A feeds.yaml for tests: short deadlines, and loopback counted as many hosts."""
     path = directory / "feeds.yaml"
     data: dict[str, Any] = {
-        "defaults": {"interval": "10m", "timeout": "3s"},
+        # The fixture server is on 127.0.0.1, which the SSRF guard refuses unless allowed.
+        "defaults": {"interval": "10m", "timeout": "3s", "allow_private": True},
         "collector": {"per_host": 50, "contact": "https://example.org/test", **collector},
         "sources": sources,
     }

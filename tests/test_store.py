@@ -61,6 +61,7 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
     assert rows(db, "SELECT name FROM _migrations") == [
         ("m001_initial",),
         ("m002_topic_terms_and_sightings",),
+        ("m003_source_flag",),
     ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 

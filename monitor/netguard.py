@@ -1,0 +1,97 @@
+"""Which addresses the collector may connect to: public ones only, unless a source allows more.
+
+A feed URL, or any redirect it leads to, must not reach the machine's own services or the
+private network (SSRF). The check is made where the connection is opened, on the address the
+name actually resolved to, so it holds for every redirect hop and cannot be dodged by DNS that
+answers differently the second time: we connect to the very address we checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+ALLOW_PRIVATE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_private", default=False)
+"""Set per request by the Fetcher from the source's `allow_private` setting."""
+
+REFUSED = "refused to connect"
+"""Start of the message of a blocked connection, so fetch.py can name the error precisely."""
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, resolving names itself and refusing non-public addresses."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await self._checked_address(host, port, timeout)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def _checked_address(self, host: str, port: int, timeout: float | None) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as e:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {e}") from None
+        addresses = [str(info[4][0]) for info in infos]
+        if ALLOW_PRIVATE.get():
+            return addresses[0]
+        for address in addresses:
+            if is_public(address):
+                return address
+        raise httpcore.ConnectError(
+            f"{REFUSED} {host} ({addresses[0]}): not a public address; set allow_private: true "
+            "on the source if this is intended"
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError(f"{REFUSED} a unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose every connection goes through GuardedBackend."""
+    # trust_env=False: proxy settings from the environment would bypass the guard.
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx has no public way to give its pool a network backend; this is the one private
+    # attribute we touch (httpx is pinned below 0.29 in pyproject.toml).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedBackend(),
+    )
+    return transport
