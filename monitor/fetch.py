@@ -32,7 +32,7 @@ from monitor.errors import (
     TooLarge,
     Unreachable,
 )
-from monitor.netguard import ALLOW_PRIVATE, REFUSED, guarded_transport
+from monitor.netguard import REFUSED, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,24 @@ class Fetcher:
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
         pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
-            transport=transport or guarded_transport(pool),
-        )
+        self._public = self._make_client(transport or guarded_transport(pool))
+        # Sources with allow_private get their own pool: no connection is shared across the line.
+        self._private = self._make_client(guarded_transport(pool, is_allowed=lambda _: True))
         self._per_host = per_host
         self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._per_host)
         )
+
+    def _make_client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            transport=transport,
+        )
+
+    def _client(self, limits: Limits) -> httpx.AsyncClient:
+        return self._private if limits.allow_private else self._public
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -110,7 +118,8 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._public.aclose()
+        await self._private.aclose()
 
     async def get(
         self,
@@ -128,7 +137,6 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         host = urlsplit(url).netloc.lower()
-        token = ALLOW_PRIVATE.set(limits.allow_private)
         try:
             async with self._host_slots[host], asyncio.timeout(limits.total):
                 return await self._get(url, headers, limits)
@@ -136,13 +144,12 @@ class Fetcher:
             raise FetchTimeout(
                 url, f"gave up after the total deadline of {limits.total:g}s"
             ) from None
-        finally:
-            ALLOW_PRIVATE.reset(token)
 
     async def _get(self, url: str, headers: dict[str, str], limits: Limits) -> Response:
         timeout = httpx.Timeout(limits.read, connect=limits.connect, pool=limits.total)
         try:
-            async with self._client.stream("GET", url, headers=headers, timeout=timeout) as r:
+            client = self._client(limits)
+            async with client.stream("GET", url, headers=headers, timeout=timeout) as r:
                 if r.status_code >= 400:
                     await _raise_for_status(r)
                 body = await _read_capped(r, limits.max_bytes)
@@ -174,15 +181,12 @@ class Fetcher:
         """Where `url` redirects to (one hop), or None. Used for aggregator links."""
         host = urlsplit(url).netloc.lower()
         timeout = httpx.Timeout(limits.read, connect=limits.connect)
-        token = ALLOW_PRIVATE.set(limits.allow_private)
         try:
             async with self._host_slots[host], asyncio.timeout(limits.total):
-                r = await self._client.head(url, follow_redirects=False, timeout=timeout)
+                r = await self._client(limits).head(url, follow_redirects=False, timeout=timeout)
         except (httpx.HTTPError, TimeoutError) as e:
             log.info("could not resolve aggregator link %s: %s", url, e)
             return None
-        finally:
-            ALLOW_PRIVATE.reset(token)
         location: str | None = r.headers.get("location")
         if r.is_redirect and location:
             target = urljoin(url, location)

@@ -3,23 +3,21 @@
 A feed URL, or any redirect it leads to, must not reach the machine's own services or the
 private network (SSRF). The check is made where the connection is opened, on the address the
 name actually resolved to, so it holds for every redirect hop and cannot be dodged by DNS that
-answers differently the second time: we connect to the very address we checked.
+answers differently the second time: we connect to the very address we checked. Sources that
+may reach private addresses use a separate connection pool, so a connection one of them opened is
+never reused by a source that may not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
 import httpx
-
-ALLOW_PRIVATE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_private", default=False)
-"""Set per request by the Fetcher from the source's `allow_private` setting."""
 
 REFUSED = "refused to connect"
 """Start of the message of a blocked connection, so fetch.py can name the error precisely."""
@@ -35,8 +33,9 @@ def is_public(address: str) -> bool:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, resolving names itself and refusing non-public addresses."""
 
-    def __init__(self) -> None:
+    def __init__(self, is_allowed: Callable[[str], bool] = is_public) -> None:
         self._inner = httpcore.AnyIOBackend()
+        self._is_allowed = is_allowed
 
     async def connect_tcp(
         self,
@@ -59,10 +58,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except OSError as e:
             raise httpcore.ConnectError(f"cannot resolve {host}: {e}") from None
         addresses = [str(info[4][0]) for info in infos]
-        if ALLOW_PRIVATE.get():
-            return addresses[0]
         for address in addresses:
-            if is_public(address):
+            if self._is_allowed(address):
                 return address
         raise httpcore.ConnectError(
             f"{REFUSED} {host} ({addresses[0]}): not a public address; set allow_private: true "
@@ -81,7 +78,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def guarded_transport(
+    limits: httpx.Limits, is_allowed: Callable[[str], bool] = is_public
+) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose every connection goes through GuardedBackend."""
     # trust_env=False: proxy settings from the environment would bypass the guard.
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
@@ -92,6 +91,6 @@ def guarded_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(),
+        network_backend=GuardedBackend(is_allowed),
     )
     return transport

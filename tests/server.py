@@ -117,11 +117,14 @@ def static(
     content_type: str = "application/rss+xml; charset=utf-8",
     etag: str | None = None,
     gzipped: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> Handler:
     """A body with optional ETag (answering 304 to If-None-Match) and gzip encoding."""
 
+    extra = headers or {}
+
     def handler(h: RequestHandler) -> None:
-        headers = {}
+        headers = dict(extra)
         if etag:
             headers["ETag"] = etag
             if h.headers.get("If-None-Match") == etag:

@@ -1,0 +1,230 @@
+"""The fault suite: one collect over healthy sources and every hostile endpoint we know of.
+
+All healthy sources land in full, every hostile source gets a specific, human-readable status,
+stored data is untouched, and the database passes PRAGMA integrity_check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from monitor import store
+from monitor.collect import collect
+from monitor.config import load_config
+from monitor.errors import BlockedAddress
+from monitor.fetch import Fetcher, Limits
+from monitor.netguard import guarded_transport, is_public
+from tests import server as srv
+from tests.conftest import write_config
+
+GOOD = {
+    "RNZ": ("/rnz.xml", "rnz_national.xml", 3),
+    "Stuff": ("/stuff.xml", "stuff_atom.xml", 2),
+    "Scoop": ("/scoop.rdf", "scoop_rss1.rdf", 1),
+}
+
+
+def rss(items: str, declaration: bytes = b'<?xml version="1.0" encoding="utf-8"?>') -> bytes:
+    return (
+        declaration
+        + f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+    )
+
+
+def item(
+    n: int | str, title: str = "", guid: str | None = None, link: str | None = None, date: str = ""
+) -> str:
+    guid_xml = f"<guid isPermaLink='false'>{guid}</guid>" if guid else ""
+    date_xml = f"<pubDate>{date}</pubDate>" if date else ""
+    link = link or f"https://example.org/{n}"
+    return (
+        f"<item><title>{title or f'Item {n}'}</title><link>{link}</link>{guid_xml}{date_xml}</item>"
+    )
+
+
+CHALLENGE = b"""<!DOCTYPE html><html><head><title>Just a moment...</title></head>
+<body><div id="challenge-platform">Checking your browser before accessing the site.</div></body></html>"""
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>
+<rss version="2.0"><channel><title>bomb</title>
+<item><title>&lol9;</title><link>https://example.org/bomb</link></item></channel></rss>"""
+
+
+def in_2h() -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+
+
+def redirect_chain(server, prefix: str, hops: int) -> None:
+    for n in range(hops):
+        server.route(f"{prefix}{n}", srv.redirect(f"{prefix}{n + 1}"))
+    server.route(f"{prefix}{hops}", srv.static(rss(item("chain"))))
+
+
+# name -> (handler, expected status, words the error or warning must contain)
+FAILING = {
+    "http-400": (srv.status(400), "http_error", "HTTP 400"),
+    "http-403": (srv.status(403), "http_error", "HTTP 403"),
+    "http-404": (srv.status(404), "http_error", "HTTP 404"),
+    "http-410": (srv.status(410), "http_error", "gone for good"),
+    "http-500": (srv.status(500), "http_error", "HTTP 500"),
+    "http-502": (srv.status(502), "http_error", "HTTP 502"),
+    "http-503": (srv.status(503), "http_error", "HTTP 503"),
+    "429-seconds": (srv.status(429, {"Retry-After": "3600"}), "retry_later", "asked us to wait until"),
+    "503-date": (lambda h: srv.status(503, {"Retry-After": in_2h()})(h), "retry_later", "asked us to wait until"),
+    "bot-challenge": (srv.status(403, body=CHALLENGE), "bot_challenge", "bot challenge (Cloudflare)"),
+    "redirect-loop": (srv.redirect("/hostile/redirect-loop"), "redirect_error", "more than 5 redirects"),
+    "redirect-ftp": (srv.redirect("ftp://example.org/feed"), "redirect_error", "non-HTTP"),
+    "stall": (srv.stall, "timeout", "sent nothing for 1.5s"),
+    "headers-then-stall": (srv.headers_then_stall, "timeout", ""),
+    "trickle": (srv.trickle, "timeout", "total deadline of 3s"),
+    "reset-mid-body": (srv.reset_mid_body, "unreachable", "broke mid-response"),
+    "over-cap-declared": (srv.oversize(True, 3_000_000), "too_large", "the cap is 2,097,152"),
+    "over-cap-chunked": (srv.oversize(False, 3_000_000), "too_large", "over the cap"),
+    "gzip-bomb": (None, "too_large", "over the cap"),  # body made once, below
+    "html": (srv.static(b"<!DOCTYPE html><html><body>hi</body></html>", "text/html"), "not_a_feed", "HTML page"),
+    "empty": (srv.static(b""), "not_a_feed", "empty"),
+    "random-bytes": (srv.static(bytes(range(256)) * 40), "not_a_feed", "not a"),
+    "truncated-no-items": (srv.static(b'<?xml version="1.0"?><rss version="2.0"><chan'), "not_a_feed", "not a usable feed"),
+}  # fmt: skip
+
+# name -> (body, expected new articles, a warning it must carry or "")
+ODD_BUT_USABLE = {
+    "truncated-with-items": (rss(item(1) + item(2))[:-20], 2, "ill-formed feed"),
+    "wrong-declared-encoding": (rss(item(3, "Caf\xe9 society")).replace("Café".encode(), b"Caf\xe9"), 1, "ill-formed"),
+    "nul-and-control-chars": (rss(item(4, "Breaking&#0; news")).replace(b"Breaking", b"Break\x00ing\x07"), 1, ""),
+    "dates-1900-and-2100": (rss(item(5, date="Mon, 01 Jan 1900 00:00:00 GMT") + item(6, date="Fri, 01 Jan 2100 00:00:00 GMT")), 2, ""),
+    "duplicate-guids": (rss(item(7, guid="same") + item(8, guid="same")), 2, ""),
+    "same-link-two-guids": (rss(item(9, guid="a", link="https://example.org/same") + item(10, guid="b", link="https://example.org/same")), 1, ""),
+    "one-mb-title": (rss(item(11, "x" * 1_000_000)), 1, ""),
+    "hundred-thousand-items": (rss("".join(item(f"k{n}") for n in range(100_000))), 1000, "only the first 1,000"),
+    "entity-bomb": (BILLION_LAUGHS, 1, "ill-formed"),
+}  # fmt: skip
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    return gzip.compress(b"\0" * 60_000_000, compresslevel=9)  # ~60 KB on the wire
+
+
+def test_fault_suite(server, tmp_path, db_path, gzip_bomb):
+    sources = []
+    for name, (path, fixture, _) in GOOD.items():
+        sources.append({"name": name, "url": server.feed(path, fixture)})
+    for name, (handler, _, _) in FAILING.items():
+        if name == "gzip-bomb":
+            handler = srv.static(gzip_bomb, gzipped=False, headers={"Content-Encoding": "gzip"})
+        url = server.route(f"/hostile/{name}", handler)
+        sources.append({"name": name, "url": url, "max_size": "2MB"})
+    redirect_chain(server, "/chain/", 6)
+    sources.append({"name": "redirect-chain-too-long", "url": server.url("/chain/0")})
+    for name, (body, _, _) in ODD_BUT_USABLE.items():
+        sources.append({"name": name, "url": server.route(f"/odd/{name}", srv.static(body))})
+    sources.append({"name": "refused", "url": f"http://127.0.0.1:{closed_port()}/feed"})
+    sources.append({"name": "no-dns", "url": "http://feeds.nonexistent.invalid/feed"})
+    blackhole = srv.Blackhole()
+    sources.append({"name": "connect-timeout", "url": f"http://127.0.0.1:{blackhole.port}/feed"})
+    sources.append(
+        {"name": "private-not-allowed", "url": server.url("/rnz.xml"), "allow_private": False}
+    )
+
+    config = load_config(write_config(tmp_path, sources))
+    db = store.open_db(db_path)
+    try:
+        reports = {r.source: r for r in asyncio.run(collect(config, db))}
+    finally:
+        blackhole.close()
+
+    for name, (_, _, new) in GOOD.items():
+        assert (reports[name].status, reports[name].counts.new) == ("ok", new), reports[name].line()
+
+    expected = {name: (code, words) for name, (_, code, words) in FAILING.items()}
+    expected |= {
+        "redirect-chain-too-long": ("redirect_error", "more than 5 redirects"),
+        "refused": ("unreachable", "cannot connect to 127.0.0.1"),
+        "no-dns": ("unreachable", "feeds.nonexistent.invalid"),
+        "connect-timeout": ("timeout", "could not connect within 1.5s"),
+        "private-not-allowed": ("blocked_address", "refused to connect 127.0.0.1"),
+    }
+    for name, (code, words) in expected.items():
+        report = reports[name]
+        assert report.status == code, report.line()
+        assert words in (report.error or ""), report.line()
+
+    for name, (_, new, warning) in ODD_BUT_USABLE.items():
+        report = reports[name]
+        assert report.status == "ok", report.line()
+        assert report.counts.new == new, report.line()
+        assert warning in " ".join(report.warnings), report.line()
+
+    titles = dict(db.execute("SELECT url, title FROM articles").fetchall())
+    assert titles["https://example.org/4"] == "Break ing news"
+    assert len(titles["https://example.org/11"]) == 500
+    assert titles["https://example.org/bomb"].count("lol") < 100  # entities were not expanded
+    published = dict(db.execute("SELECT url, published FROM articles").fetchall())
+    first_seen = db.execute(
+        "SELECT first_seen FROM articles WHERE url = 'https://example.org/5'"
+    ).fetchone()[0]
+    assert published["https://example.org/5"] == first_seen  # 1900: not a real date
+    assert published["https://example.org/6"] <= first_seen  # 2100: clamped to now
+
+    failing = dict(
+        db.execute(
+            "SELECT name, consecutive_failures FROM sources WHERE last_error IS NOT NULL"
+        ).fetchall()
+    )
+    assert set(failing) == set(expected) and set(failing.values()) == {1}
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True), ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+        ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+        ("::1", False), ("fe80::1", False), ("fd00::1", False), ("::ffff:127.0.0.1", False),
+        ("ff02::1", False),
+    ],
+)  # fmt: skip
+def test_public_addresses(address, public):
+    assert is_public(address) is public
+
+
+def test_redirect_to_an_internal_address_is_refused_at_that_hop(server):
+    """127.0.0.1 plays the public internet here; 127.0.0.2 the private network behind it."""
+    port = server.httpd.server_address[1]
+    server.route("/public-feed", srv.redirect(f"http://127.0.0.2:{port}/rnz.xml"))
+    server.feed("/rnz.xml", "rnz_national.xml")
+
+    async def fetch(url: str):
+        pool = httpx.Limits(max_connections=4)
+        transport = guarded_transport(pool, is_allowed=lambda address: address == "127.0.0.1")
+        async with Fetcher(contact="test", transport=transport) as fetcher:
+            return await fetcher.get(url, limits=Limits(total=5))
+
+    direct = asyncio.run(fetch(server.url("/rnz.xml")))
+    assert direct.status == 200
+    with pytest.raises(BlockedAddress, match=r"refused to connect 127\.0\.0\.2"):
+        asyncio.run(fetch(server.url("/public-feed")))
+    assert server.requests_to("/rnz.xml") and len(server.requests_to("/rnz.xml")) == 1
