@@ -115,6 +115,10 @@ def migration(fn: Migration) -> Migration:
 
 
 def migrate(db: sqlite_utils.Database) -> None:
+    if "_migrations" in db.table_names():
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+        if done >= {name for name, _ in MIGRATIONS}:
+            return  # up to date: no write lock needed (a backup must not wait on the collector)
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")
     for name, fn in MIGRATIONS:
         # Checked inside the write lock: the collector and Datasette may start at the same moment.

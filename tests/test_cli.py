@@ -68,3 +68,44 @@ def test_sources_prints_health(server, tmp_path, db_path):
 
 def test_sources_on_an_empty_database(db_path):
     assert "No sources yet" in invoke("sources", "--db", str(db_path)).output
+
+
+def test_backup_is_a_consistent_copy_even_mid_transaction(server, tmp_path, db_path):
+    import sqlite3
+
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    config = write_config(tmp_path, [{"name": "RNZ", "url": url}])
+    invoke("collect", "--config", str(config), "--db", str(db_path))
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM articles")  # uncommitted: must not be in the backup
+    target = tmp_path / "backups" / "coverage-copy.db"
+    result = invoke("backup", str(target), "--db", str(db_path))
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert result.exit_code == 0 and result.stdout.startswith(f"backed up {db_path} to {target}")
+    copy = sqlite3.connect(target)
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert copy.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+    copy.close()
+    assert not (tmp_path / "backups" / "coverage-copy.db.partial").exists()
+
+
+def test_checkpoint_truncates_the_wal(server, tmp_path, db_path):
+    from monitor import store
+
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    invoke(
+        "collect",
+        "--config",
+        str(write_config(tmp_path, [{"name": "RNZ", "url": url}])),
+        "--db",
+        str(db_path),
+    )
+    db = store.open_db(db_path)
+    db.execute("UPDATE articles SET summary = summary || ' '")
+    wal = db_path.with_name(db_path.name + "-wal")
+    assert wal.stat().st_size > 0
+    busy, _, _ = store.checkpoint(db)
+    assert busy == 0 and wal.stat().st_size == 0
+    db.close()

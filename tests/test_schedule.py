@@ -127,3 +127,30 @@ def test_scheduler_py_exits_2_on_a_bad_config(tmp_path, args):
     )  # fmt: skip
     assert result.returncode == 2
     assert "missing.yaml: (file): file not found" in result.stderr
+
+
+def test_sigterm_finishes_cleanly_and_stops_datasette(server, tmp_path, db_path):
+    rnz = server.feed("/rnz.xml", "rnz_national.xml")
+    config = write_config(
+        tmp_path, [{"name": "RNZ", "url": rnz, "topics": ["t"]}], topics={"t": "x"}
+    )
+    port = free_port()
+    monitor = Path(sys.executable).parent / "monitor"
+    proc = subprocess.Popen(
+        [str(monitor), "run", "--config", str(config), "--db", str(db_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: bool(headlines(port)))
+        proc.send_signal(signal.SIGTERM)  # to the collector only, as a service manager would
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output.decode()
+    assert b"stopping: finishing the write in progress" in output
+    assert headlines(port) is None
+    db = store.open_db(db_path)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
