@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -16,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from monitor import store
+from monitor import store, store_stories
 from monitor.collect import collect
 from monitor.config import load_config
+from monitor.dates import iso
 from monitor.errors import ConfigError, DatabaseError
 from monitor.topics import query_problem
 
@@ -218,6 +221,65 @@ def prune_command(config_path: Path, db_path: Path) -> None:
     click.echo(f"removed {sum(removed.values())} article(s) that match no topic")
     for source, count in sorted(removed.items()):
         click.echo(f"  {source}: {count}")
+
+
+@main.group("stories")
+def stories_group() -> None:
+    """Correct the story clustering by hand (the clusterer respects these from then on)."""
+
+
+def _staff_name() -> str:
+    return os.environ.get("MONITOR_STAFF") or getpass.getuser()
+
+
+@stories_group.command("merge")
+@click.argument("into", type=int)
+@click.argument("other", type=int)
+@db_option
+@user_errors
+def stories_merge_command(into: int, other: int, db_path: Path) -> None:
+    """Move every article of story OTHER into story INTO."""
+    db = store.open_db(db_path)
+    try:
+        with store.transaction(db):
+            for story in (into, other):
+                if not db.execute("SELECT 1 FROM stories WHERE id = ?", [story]).fetchone():
+                    raise click.BadParameter(f"there is no story {story}")
+            moved = store_stories.merge(db, into, other, _staff_name(), iso(datetime.now(UTC)))
+    finally:
+        db.close()
+    click.echo(f"moved {moved} article(s) from story {other} into story {into}")
+
+
+@stories_group.command("split")
+@click.argument("article", type=int)
+@db_option
+@user_errors
+def stories_split_command(article: int, db_path: Path) -> None:
+    """Take ARTICLE out of its story into a story of its own."""
+    db = store.open_db(db_path)
+    try:
+        with store.transaction(db):
+            if not db.execute("SELECT 1 FROM articles WHERE id = ?", [article]).fetchone():
+                raise click.BadParameter(f"there is no article {article}")
+            old = store_stories.split(db, article, _staff_name(), iso(datetime.now(UTC)))
+    finally:
+        db.close()
+    click.echo(f"article {article} left story {old}; it is now story {article}")
+
+
+@main.command("restory")
+@db_option
+@user_errors
+def restory_command(db_path: Path) -> None:
+    """Re-cluster every article into stories from scratch (deterministic; keeps staff fixes)."""
+    db = store.open_db(db_path)
+    try:
+        with store.transaction(db):
+            count = store_stories.restory(db)
+    finally:
+        db.close()
+    click.echo(f"{count} stories")
 
 
 @main.command("backup")

@@ -47,6 +47,8 @@ class Item:
     outlet: str
     via_aggregator: bool = False
     """The link is an aggregator redirect we have not resolved to the publisher yet."""
+    aggregated: bool = False
+    """The item came through an aggregator (Google News): its outlet is the one it names."""
     topics: tuple[str, ...] = ()
     matched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """topic -> the words that matched its query (source-given topics have none)."""
@@ -80,7 +82,8 @@ def normalise_entry(
     if link is None:
         return None
     target = urls.aggregator_target(link)
-    via_aggregator = target is None and (source.resolve_links or urls.is_aggregator(link))
+    aggregated = source.resolve_links or urls.is_aggregator(link)
+    via_aggregator = target is None and aggregated
     outlet = entry.outlet or source.outlet or (clean_text(feed_title) if feed_title else None)
     title = to_text(entry.title, entry.title_is_html, MAX_TITLE)
     if entry.outlet:
@@ -96,6 +99,7 @@ def normalise_entry(
         published=published,
         outlet=outlet or urls.host(target or link),
         via_aggregator=via_aggregator,
+        aggregated=aggregated,
         topics=source.topics,
     )
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from monitor import health
+from monitor import health, store_stories
 from monitor.config import DEFAULT_KEEP_UNMATCHED, Config
 from monitor.dates import iso
 from monitor.errors import DatabaseError
@@ -264,6 +264,15 @@ def m003_source_flag(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_fetches_new ON fetches (source, started) WHERE new > 0")
 
 
+@migration
+def m004_stories(db: sqlite_utils.Database) -> None:
+    _run_script(db, store_stories.SCHEMA)
+    rows = db.execute("SELECT id, title, summary, first_seen FROM articles").fetchall()
+    for article_id, title, summary, first_seen in rows:
+        store_stories.index_article(db, article_id, title, summary, first_seen)
+    store_stories.restory(db)
+
+
 def sync_sources(db: sqlite_utils.Database, config: Config) -> None:
     """Mirror the configured sources into `sources`, keeping health; unlisted ones go inactive."""
     names = [s.name for s in config.sources]
@@ -404,6 +413,7 @@ def retag(db: sqlite_utils.Database, config: Config) -> Retag:
               AND (articles.topics != r.topics OR articles.matched != r.matched)"""
         ).rowcount
         db.execute("DROP TABLE temp.retag")
+        store_stories.refresh_topics(db)
     return Retag(cleared + changed, topic_counts(db))
 
 
@@ -449,10 +459,15 @@ def prune_unmatched(db: sqlite_utils.Database, config: Config, now: datetime) ->
         ).fetchall()
         for (source,) in rows:
             cutoff = iso(now - timedelta(seconds=keep.get(source, default)))
-            count = db.execute(
-                "DELETE FROM articles WHERE topics = '[]' AND source = ? AND first_seen < ?",
-                [source, cutoff],
-            ).rowcount
+            where = "topics = '[]' AND source = ? AND first_seen < ?"
+            touched = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT story_id FROM articles WHERE {where}", [source, cutoff]
+                )
+            ]
+            count = db.execute(f"DELETE FROM articles WHERE {where}", [source, cutoff]).rowcount
+            store_stories.refresh(db, touched)
             if count:
                 removed[source] = count
     return removed
@@ -499,13 +514,13 @@ def _save_items(db: sqlite_utils.Database, source: str, items: list[Item], now: 
     return Counts(new, updated, unchanged)
 
 
-_FOUND_COLUMNS = ("id", "title", "summary", "topics", "matched")
+_FOUND_COLUMNS = ("id", "title", "summary", "topics", "matched", "story_id")
 
 
 def _find(
     db: sqlite_utils.Database, source: str, item: Item, guid: str | None
 ) -> dict[str, Any] | None:
-    columns = "a.id, a.title, a.summary, a.topics, a.matched"
+    columns = "a.id, a.title, a.summary, a.topics, a.matched, a.story_id"
     if guid:
         row = db.execute(
             f"SELECT {columns} FROM article_keys k JOIN articles a ON a.id = k.article_id "
@@ -527,8 +542,8 @@ def _find(
 def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> int:
     cursor = db.execute(
         """INSERT INTO articles (url, title, summary, published, first_seen, updated, source,
-            outlet, topics, matched, guid, link)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            outlet, topics, matched, guid, link, aggregated)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             item.url,
             item.title,
@@ -542,11 +557,19 @@ def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> i
             _terms_json(item.matched),
             item.guid,
             item.link,
+            int(item.aggregated),
         ],
     )
     article_id = int(cursor.lastrowid or 0)
-    # Until stories are clustered, every article is its own story.
-    db.execute("UPDATE articles SET story_id = id WHERE id = ?", [article_id])
+    store_stories.index_article(db, article_id, item.title, item.summary, stamp)
+    store_stories.place(
+        db,
+        article_id,
+        item.title,
+        item.summary,
+        _parse_iso(stamp),
+        item.outlet if item.aggregated else None,
+    )
     return article_id
 
 
@@ -568,6 +591,8 @@ def _update(db: sqlite_utils.Database, row: dict[str, Any], item: Item, stamp: s
         WHERE id = ?""",
         [item.title, item.summary, stamp, json.dumps(topics), _terms_json(matched), row["id"]],
     )
+    # An article keeps its story when edited; the story's title and topics follow the edit.
+    store_stories.refresh(db, [row["story_id"]])
     return True
 
 

@@ -58,6 +58,7 @@ def test_latest_headlines_is_public_json_with_cors_and_caching(ds):
             "published": "2026-11-25T00:00:00Z",
             "topics": '["detention"]',
             "story_id": 1,
+            "outlets": 1,
         },
         {
             "title": "<img src=x onerror=alert(1)> Amnesty report",
@@ -66,6 +67,7 @@ def test_latest_headlines_is_public_json_with_cors_and_caching(ds):
             "published": "2026-11-24T22:00:00Z",
             "topics": '["campaign", "detention"]',
             "story_id": 3,
+            "outlets": 1,
         },
     ]
     assert r.headers["access-control-allow-origin"] == "*"

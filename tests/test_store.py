@@ -14,6 +14,12 @@ from monitor.normalise import Item
 from monitor.store import Poll
 
 NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+# Distinct words, so that test articles are not one story (stories.py would rightly merge them).
+TOPIC_WORDS = [
+    "weather warnings flooding", "cricket series wickets", "budget deficit borrowing",
+    "ferries cancelled strait", "measles outbreak exposure", "election campaign polling",
+    "rugby squad selection", "dairy prices forecast",
+]  # fmt: skip
 
 
 def item(n: int, **kw) -> Item:
@@ -21,8 +27,8 @@ def item(n: int, **kw) -> Item:
         url=f"https://www.rnz.co.nz/news/{n}",
         link=f"https://www.rnz.co.nz/news/{n}",
         guid=f"g{n}",
-        title=f"Headline {n}",
-        summary=f"Summary {n}",
+        title=f"Headline {n} about {TOPIC_WORDS[n % len(TOPIC_WORDS)]}",
+        summary=f"Summary {n}: {TOPIC_WORDS[n % len(TOPIC_WORDS)]} again",
         published=NOW - timedelta(hours=n),
         outlet="RNZ",
     )
@@ -62,6 +68,7 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m001_initial",),
         ("m002_topic_terms_and_sightings",),
         ("m003_source_flag",),
+        ("m004_stories",),
     ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
@@ -83,9 +90,9 @@ def test_new_items_are_inserted_with_story_ids_and_fts(db):
         (1, 1, "[]", "RNZ", "2026-11-25T01:00:00Z"),
         (2, 2, '["detention"]', "RNZ", "2026-11-25T01:00:00Z"),
     ]
-    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'headline AND 2'") == [
-        (2,)
-    ]
+    assert rows(
+        db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'headline AND budget'"
+    ) == [(2,)]
 
 
 def test_same_url_from_another_source_is_one_article(db):
@@ -106,7 +113,9 @@ def test_changed_title_updates_row_keeps_first_seen_and_history(db):
     assert rows(db, "SELECT title, first_seen, updated FROM articles") == [
         ("Headline 1, updated", "2026-11-25T01:00:00Z", "2026-11-25T01:10:00Z")
     ]
-    assert rows(db, "SELECT article_id, title FROM article_history") == [(1, "Headline 1")]
+    assert rows(db, "SELECT article_id, title FROM article_history") == [
+        (1, "Headline 1 about cricket series wickets")
+    ]
     # The FTS index follows the update.
     assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'updated'") == [(1,)]
 
