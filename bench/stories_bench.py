@@ -1,0 +1,91 @@
+"""Story clustering: the cost of adding one article to a store of 10K, 100K and 1M articles.
+
+    python -m bench.stories_bench [--quick]
+
+Each size gets a fresh store (filled in bulk, spread over a year), then 1,000 new articles
+(a third of them rewrites of recent stories, so matching does real work) are added through the
+collector's own write path. The baseline is the same work on the smallest store: the ratio shows
+whether the cost per article stays flat as the archive grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.synthetic import START, fill, headline, results, text
+from monitor import store
+from monitor.normalise import Item
+from monitor.store import Poll
+
+log = logging.getLogger("bench.stories")
+ADDED = 1000
+
+
+def added_items(rng: random.Random, db, base_n: int) -> list[Item]:
+    recent = db.execute(
+        "SELECT title, summary FROM articles ORDER BY first_seen DESC LIMIT 200"
+    ).fetchall()
+    items = []
+    for n in range(ADDED):
+        if n % 3 == 0:
+            title, summary = rng.choice(recent)
+            words = title.split()
+            title = " ".join(words[:-2] + text(rng, 2).split())  # a rewrite of a recent story
+        else:
+            title, summary = headline(rng)
+        url = f"https://bench.example/new/{base_n + n}"
+        items.append(Item(url=url, link=url, guid=None, title=title, summary=summary,
+                          published=None, outlet="Bench"))  # fmt: skip
+    return items
+
+
+def measure(size: int, directory: Path) -> float:
+    rng = random.Random(size)
+    db = store.open_db(directory / f"stories-{size}.db")
+    db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
+    t0 = time.perf_counter()
+    fill(db, size, rng)
+    log.info("filled %d articles in %.0f s", size, time.perf_counter() - t0)
+    items = added_items(rng, db, size)
+    now = START + timedelta(days=366)
+    t0 = time.perf_counter()
+    for start in range(0, ADDED, 100):
+        store.record_poll(db, Poll("bench", now, 1, "ok"), 600, items[start : start + 100], now=now)
+        now += timedelta(minutes=1)
+    elapsed = time.perf_counter() - t0
+    joined = db.execute(
+        "SELECT count(*) FROM articles WHERE url LIKE '%/new/%' AND match_reason != 'first report'"
+    ).fetchone()[0]
+    db.close()
+    log.info("size %d: %d of %d added articles joined a story", size, joined, ADDED)
+    return elapsed / ADDED * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="10K and 100K only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    with tempfile.TemporaryDirectory() as tmp:
+        costs = {size: measure(size, Path(tmp)) for size in sizes}
+    baseline = costs[sizes[0]]
+    print(f"{'stored articles':>16} {'ms per added article':>22} {'ratio to 10K':>13}")
+    for size, cost in costs.items():
+        print(f"{size:>16,} {cost:>22.2f} {cost / baseline:>13.2f}")
+    results(
+        Path(__file__).with_name("results.json"),
+        "stories",
+        {str(size): {"ms_per_article": round(cost, 3), "ratio": round(cost / baseline, 2)}
+         for size, cost in costs.items()},
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
