@@ -6,6 +6,8 @@ import asyncio
 import getpass
 import logging
 import os
+import re
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -280,6 +282,31 @@ def restory_command(db_path: Path) -> None:
     finally:
         db.close()
     click.echo(f"{count} stories")
+
+
+@main.group("user")
+def user_group() -> None:
+    """Staff accounts for the Datasette pages."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.password_option(prompt="Password for the new account")
+def user_add_command(name: str, password: str) -> None:
+    """Print the environment variable that lets NAME log in with PASSWORD.
+
+    Set it where `monitor run` runs (with MONITOR_SECRET) and restart; the hash never goes in
+    the repository.
+    """
+    from datasette_auth_passwords.utils import hash_password
+
+    from monitor.serve import PASSWORD_PREFIX, SECRET_VARIABLE
+
+    name = name.strip().lower()
+    if not re.match(r"^[a-z0-9_.-]{1,40}$", name):
+        raise click.BadParameter("use 1-40 lower-case letters, digits, '.', '_' or '-'")
+    click.echo(f"{PASSWORD_PREFIX}{name.upper()}='{hash_password(password)}'")
+    click.echo(f"# and once, for all staff: {SECRET_VARIABLE}='{secrets.token_hex(32)}'", err=True)
 
 
 @main.command("backup")

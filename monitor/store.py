@@ -273,6 +273,68 @@ def m004_stories(db: sqlite_utils.Database) -> None:
     store_stories.restory(db)
 
 
+@migration
+def m005_triage(db: sqlite_utils.Database) -> None:
+    _run_script(db, _TRIAGE_SCHEMA)
+
+
+# Staff decisions for the public headlines, as an append-only log: it is its own audit trail
+# (who, when, what), and the current state of a story is its latest entry of each kind.
+_TRIAGE_SCHEMA = """
+CREATE TABLE triage (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    by TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN (
+        'pin', 'unpin', 'hide_story', 'show_story', 'hide_article', 'show_article', 'note')),
+    story_id INTEGER,
+    article_id INTEGER,
+    note TEXT,
+    expires TEXT,
+    CHECK ((story_id IS NULL) != (article_id IS NULL))
+);
+CREATE INDEX idx_triage_story ON triage (story_id, action);
+CREATE INDEX idx_triage_article ON triage (article_id, action);
+CREATE VIEW public_headlines AS
+WITH latest_pin AS (
+    SELECT story_id, action, expires FROM triage t
+    WHERE action IN ('pin', 'unpin') AND id = (
+        SELECT max(id) FROM triage WHERE story_id = t.story_id AND action IN ('pin', 'unpin'))
+), pinned AS (
+    SELECT story_id FROM latest_pin
+    WHERE action = 'pin'
+      AND (expires IS NULL OR expires > strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+), hidden_stories AS (
+    SELECT story_id FROM triage t
+    WHERE action IN ('hide_story', 'show_story') AND id = (
+        SELECT max(id) FROM triage
+        WHERE story_id = t.story_id AND action IN ('hide_story', 'show_story'))
+      AND action = 'hide_story'
+), hidden_urls AS (
+    SELECT a.url FROM triage t JOIN articles a ON a.id = t.article_id
+    WHERE t.action IN ('hide_article', 'show_article') AND t.id = (
+        SELECT max(id) FROM triage
+        WHERE article_id = t.article_id AND action IN ('hide_article', 'show_article'))
+      AND t.action = 'hide_article'
+), shown AS (
+    SELECT * FROM stories WHERE id IN (SELECT story_id FROM pinned)
+    UNION
+    -- The last 14 days of relevant coverage we have (relative to the newest, not the clock).
+    SELECT * FROM stories
+    WHERE topics != '[]' AND published >= strftime('%Y-%m-%dT%H:%M:%SZ',
+        (SELECT max(published) FROM stories WHERE topics != '[]'), '-14 days')
+)
+SELECT s.id AS story_id, s.title, s.url, s.outlet, s.published, s.topics, s.outlets,
+    s.id IN (SELECT story_id FROM pinned) AS pinned,
+    coalesce((SELECT note FROM triage WHERE story_id = s.id AND action = 'note'
+              ORDER BY id DESC LIMIT 1), '') AS note
+FROM shown s
+WHERE s.id NOT IN (SELECT story_id FROM hidden_stories)
+  AND s.url NOT IN (SELECT url FROM hidden_urls);
+CREATE INDEX idx_stories_last_seen ON stories (last_seen);
+"""
+
+
 def sync_sources(db: sqlite_utils.Database, config: Config) -> None:
     """Mirror the configured sources into `sources`, keeping health; unlisted ones go inactive."""
     names = [s.name for s in config.sources]
