@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= feeds.yaml
 DB ?= db/coverage.db
 
-.PHONY: run test lint install dev clean
+.PHONY: run test lint install dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -31,8 +31,13 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## Headless Chromium for the browser tests, from Debian's package (needs root; skipped otherwise).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 ## Every check CI runs: lint, types, tests.
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 clean:

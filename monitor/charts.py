@@ -25,7 +25,7 @@ def daily_chart(rows: Sequence[Mapping[str, object]], height: int = 260) -> str:
     totals = [sum(articles.get((d, t), 0) for t in topics) for d in days]
     top = max(max(totals), 1)
     bar, gap, left, bottom = 22, 6, 40, 30
-    width = left + len(days) * (bar + gap) + 20
+    width = max(left + len(days) * (bar + gap) + 20, 360)  # room for the legend
     scale = (height - bottom - 20) / top
     parts = [
         f'<svg role="img" aria-label="Relevant articles per day by topic" '
