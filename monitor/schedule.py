@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import signal
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,12 +93,20 @@ class Collector:
         report = task.result()
         (log.warning if report.failed else log.info)("%s", report.line())
 
-    def daily(self) -> None:
-        """Retention and WAL housekeeping, once a day."""
-        removed = store.prune_unmatched(self.db, self.config, utcnow())
-        if removed:
-            log.info("pruned articles that match no topic: %s", removed)
-        busy, pages, _ = store.checkpoint(self.db)
+    async def daily(self) -> None:
+        """Retention and WAL housekeeping, once a day.
+
+        A coroutine on purpose: APScheduler runs plain functions in a thread pool, and the
+        database connection belongs to the event loop's thread.
+        """
+        try:
+            removed = store.prune_unmatched(self.db, self.config, utcnow())
+            if removed:
+                log.info("pruned articles that match no topic: %s", removed)
+            busy, pages, _ = store.checkpoint(self.db)
+        except sqlite3.Error as e:
+            log.error("daily housekeeping failed (tried again tomorrow): %s", e)
+            return
         log.info("WAL checkpoint: %d pages%s", pages, " (readers busy; retried tomorrow)" * busy)
 
     async def stop(self) -> None:

@@ -111,7 +111,7 @@ def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_pat
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, output.decode()
-    assert b"Traceback" not in output
+    assert b"Traceback" not in output and b" ERROR " not in output
     assert headlines(port) is None  # Datasette is gone too
     db = store.open_db(db_path)
     assert db.execute("SELECT count(*) FROM articles").fetchone() == (3,)

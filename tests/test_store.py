@@ -69,6 +69,8 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m002_topic_terms_and_sightings",),
         ("m003_source_flag",),
         ("m004_stories",),
+        ("m005_triage",),
+        ("m006_facet_indexes",),
     ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
