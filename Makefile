@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= feeds.yaml
 DB ?= db/coverage.db
 
-.PHONY: run test lint install dev browser clean
+.PHONY: run test lint install dev browser bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -42,3 +42,12 @@ test: lint browser
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+## Benchmarks (not part of `make test`): `make bench`, or `make bench-quick` (under 2 minutes).
+bench: install
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.stories_bench
+
+bench-quick: install
+	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.stories_bench --quick

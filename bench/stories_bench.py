@@ -2,7 +2,8 @@
 
     python -m bench.stories_bench [--quick]
 
-Each size gets a fresh store (filled in bulk, spread over a year), then 1,000 new articles
+Each size gets a fresh store filled in bulk at the same density (2,740 articles a day: a
+million a year), so that only the size of the archive differs, then 1,000 new articles
 (a third of them rewrites of recent stories, so matching does real work) are added through the
 collector's own write path. The baseline is the same work on the smallest store: the ratio shows
 whether the cost per article stays flat as the archive grows.
@@ -25,6 +26,7 @@ from monitor.store import Poll
 
 log = logging.getLogger("bench.stories")
 ADDED = 1000
+DAILY = 2740
 
 
 def added_items(rng: random.Random, db, base_n: int) -> list[Item]:
@@ -50,10 +52,10 @@ def measure(size: int, directory: Path) -> float:
     db = store.open_db(directory / f"stories-{size}.db")
     db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
     t0 = time.perf_counter()
-    fill(db, size, rng)
+    fill(db, size, rng, days=max(4, round(size / DAILY)))
     log.info("filled %d articles in %.0f s", size, time.perf_counter() - t0)
     items = added_items(rng, db, size)
-    now = START + timedelta(days=366)
+    now = START + timedelta(days=max(4, round(size / DAILY)), hours=1)
     t0 = time.perf_counter()
     for start in range(0, ADDED, 100):
         store.record_poll(db, Poll("bench", now, 1, "ok"), 600, items[start : start + 100], now=now)

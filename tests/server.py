@@ -54,6 +54,9 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 class FixtureHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Dozens of sources connect at once; the default backlog of 5 drops SYNs under load, and a
+    # dropped SYN is retried after a second: a spurious connect timeout in the fault suite.
+    request_queue_size = 128
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), RequestHandler)

@@ -1,0 +1,192 @@
+"""`make bench`: the collector and the store under load, each against a baseline in the same run.
+
+    python -m bench.run [--quick]
+
+1. Full cycle, every feed changed: our collector vs the naive collector every tutorial writes
+   (sequential GET, feedparser.parse of the body, one sqlite-utils upsert per item).
+2. Unchanged cycle (every feed answers 304): time and CPU as a fraction of the changed cycle.
+3. Ingest into a store already holding 0 and 100K articles (1M without --quick), FTS and
+   indexes on: items/s, against raw executemany into the same table without FTS (the ceiling).
+Story clustering at 10K/100K/1M is bench/stories_bench.py. Each collector runs in its own
+process (a fresh interpreter: CPU seconds and peak RSS are its own). Figures go to the terminal
+and bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from bench.newsweb import ITEMS, NewsWeb
+from bench.synthetic import START, fill, headline, results
+from monitor import store
+from monitor.normalise import Item
+from monitor.store import Poll
+
+log = logging.getLogger("bench")
+RESULTS = Path(__file__).with_name("results.json")
+
+NAIVE = """
+import sys, httpx, feedparser, sqlite_utils
+urls = sys.argv[2:]
+db = sqlite_utils.Database(sys.argv[1])
+with httpx.Client() as client:
+    for url in urls:
+        feed = feedparser.parse(client.get(url).content)
+        for e in feed.entries:
+            db["articles"].upsert({"url": e.get("link"), "title": e.get("title"),
+                                   "summary": e.get("summary"), "published": e.get("published")},
+                                  pk="url")
+"""
+
+
+def run_child(args: list[str]) -> dict[str, float]:
+    """Run a command; its wall time, CPU seconds and peak RSS (from wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(
+            f"{args[:3]} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+        )
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
+    web = NewsWeb(feeds)
+    web.warm()
+    web.start()
+    try:
+        config = directory / "feeds.yaml"
+        config.write_text(yaml.safe_dump({
+            "defaults": {"interval": "10m", "timeout": "120s", "allow_private": True},
+            "collector": {"concurrency": 32, "per_host": 32},
+            "sources": [{"name": f"feed{n}", "url": web.url(n)} for n in range(feeds)],
+        }))  # fmt: skip
+        monitor = str(Path(sys.executable).parent / "monitor")
+        db = directory / "ours.db"
+        log.info("full cycle: our collector, %d feeds", feeds)
+        ours = run_child([monitor, "collect", "--config", str(config), "--db", str(db)])
+        log.info("unchanged cycle: our collector")
+        unchanged = run_child([monitor, "collect", "--config", str(config), "--db", str(db)])
+        log.info("full cycle: the naive collector")
+        naive_db = directory / "naive.db"
+        naive = run_child(
+            [sys.executable, "-c", NAIVE, str(naive_db)] + [web.url(n) for n in range(feeds)]
+        )
+    finally:
+        web.stop()
+    items = feeds * ITEMS
+    stored = store.open_db(db).execute("SELECT count(*) FROM articles").fetchone()[0]
+    return {
+        "feeds": feeds,
+        "items": items,
+        "stored": stored,
+        "ours": {**ours, "items_per_s": round(items / ours["wall_s"])},
+        "naive": {**naive, "items_per_s": round(items / naive["wall_s"])},
+        "speedup": round(naive["wall_s"] / ours["wall_s"], 2),
+        "unchanged": {**unchanged,
+                      "cpu_fraction_of_changed": round(unchanged["cpu_s"] / max(ours["cpu_s"], 0.01), 3)},
+    }  # fmt: skip
+
+
+def ingest(size: int, directory: Path) -> dict[str, float]:
+    """Items/s adding 5,000 articles to a store of `size` (our write path vs raw executemany)."""
+    rng = random.Random(size)
+    db = store.open_db(directory / f"ingest-{size}.db")
+    db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
+    if size:
+        fill(db, size, rng, days=max(4, round(size / 2740)))
+    now = START + timedelta(days=max(4, round(size / 2740)), hours=1)
+    batches = []
+    for b in range(50):
+        batch = []
+        for i in range(100):
+            title, summary = headline(rng)
+            url = f"https://bench.example/in/{b}/{i}"
+            batch.append(Item(url=url, link=url, guid=None, title=title, summary=summary,
+                              published=None, outlet="Bench"))  # fmt: skip
+        batches.append(batch)
+    t0 = time.perf_counter()
+    for batch in batches:
+        store.record_poll(db, Poll("bench", now, 1, "ok"), 600, batch, now=now)
+        now += timedelta(seconds=30)
+    ours = 5000 / (time.perf_counter() - t0)
+    raw = store.open_db(directory / f"raw-{size}.db")
+    raw.execute("DROP TRIGGER articles_fts_insert")
+    rows = [
+        (item.url, item.title, item.summary, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+         "2026-01-01T00:00:00Z", "bench", "Bench")
+        for batch in batches for item in batch
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with store.transaction(raw):
+        raw.conn.executemany(
+            """INSERT INTO articles (url, title, summary, published, first_seen, updated, source,
+                outlet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            rows,
+        )
+    ceiling = 5000 / (time.perf_counter() - t0)
+    db.close()
+    raw.close()
+    return {"ours_items_per_s": round(ours), "raw_executemany_items_per_s": round(ceiling),
+            "fraction_of_ceiling": round(ours / ceiling, 3)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="100 feeds; stores of 0 and 100K")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("monitor").setLevel(logging.WARNING)
+    feeds = 100 if args.quick else 1000
+    sizes = [0, 100_000] if args.quick else [0, 100_000, 1_000_000]
+    with tempfile.TemporaryDirectory() as tmp:
+        cycles = collector_cycles(feeds, Path(tmp))
+        stores = {str(size): ingest(size, Path(tmp)) for size in sizes}
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+               "max_rss_self_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}  # fmt: skip
+    results(RESULTS, "collector", cycles)
+    results(RESULTS, "ingest", stores)
+    results(RESULTS, "machine", machine)
+    o, n, u = cycles["ours"], cycles["naive"], cycles["unchanged"]  # type: ignore[index]
+    print(f"\n1. Full cycle, {feeds} feeds, {cycles['items']:,} items")
+    print(f"   {'':10} {'wall s':>8} {'items/s':>9} {'CPU s':>7} {'peak RSS MB':>12}")
+    for name, r in (("ours", o), ("naive", n)):
+        print(
+            f"   {name:10} {r['wall_s']:>8} {r['items_per_s']:>9} {r['cpu_s']:>7} {r['peak_rss_mb']:>12}"
+        )
+    print(f"   speed-up over the naive collector: {cycles['speedup']}x")
+    print(
+        f"2. Unchanged cycle: {u['wall_s']} s wall, {u['cpu_s']} s CPU "
+        f"= {u['cpu_fraction_of_changed']:.1%} of the changed cycle's CPU"
+    )
+    print("3. Ingest with FTS, stories and indexes, 5,000 articles")
+    for size, r in stores.items():
+        print(
+            f"   store of {int(size):>9,}: {r['ours_items_per_s']:>7} items/s "
+            f"(raw executemany, no FTS: {r['raw_executemany_items_per_s']}; "
+            f"{r['fraction_of_ceiling']:.1%} of it)"
+        )
+    print(json.dumps({"results": str(RESULTS)}))
+
+
+if __name__ == "__main__":
+    main()
