@@ -97,11 +97,8 @@ def collect_command(config_path: Path, db_path: Path, sources: tuple[str, ...]) 
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise click.BadParameter(f"no source named {names} in {config_path}")
-    db = store.open_db(db_path)
-    try:
+    with store.opened(db_path) as db:
         reports = asyncio.run(collect(config, db, only=sources or None))
-    finally:
-        db.close()
     for report in reports:
         click.echo(report.line())
     failed = sum(r.failed for r in reports)
@@ -164,11 +161,8 @@ def topics_test_command(query: str, db_path: Path, limit: int) -> None:
     if problem is not None:
         click.echo(f"Error: not a valid search query: {problem}", err=True)
         sys.exit(2)
-    db = store.open_db(db_path)
-    try:
+    with store.opened(db_path) as db:
         total, examples = store.preview_query(db, query, limit)
-    finally:
-        db.close()
     click.echo(f"{total} stored article(s) match {query}")
     for published, outlet, title, terms in examples:
         click.echo(f"  {_local(published)}  {outlet}: {title}")
@@ -182,11 +176,8 @@ def topics_test_command(query: str, db_path: Path, limit: int) -> None:
 def topics_list_command(config_path: Path, db_path: Path) -> None:
     """Each topic in feeds.yaml, its query, and how many stored articles carry it."""
     config = load_config(config_path)
-    db = store.open_db(db_path)
-    try:
+    with store.opened(db_path) as db:
         counts = store.topic_counts(db)
-    finally:
-        db.close()
     for name, query in config.topics.items():
         click.echo(f"{name}: {counts.get(name, 0)} article(s)\n    {query}")
 
@@ -198,11 +189,8 @@ def topics_list_command(config_path: Path, db_path: Path) -> None:
 def retag_command(config_path: Path, db_path: Path) -> None:
     """Re-apply the topics in feeds.yaml to every stored article."""
     config = load_config(config_path)
-    db = store.open_db(db_path)
-    try:
+    with store.opened(db_path) as db:
         result = store.retag(db, config)
-    finally:
-        db.close()
     click.echo(f"{result.changed} article(s) changed topics")
     for name, count in result.per_topic.items():
         click.echo(f"  {name}: {count}")
@@ -215,11 +203,8 @@ def retag_command(config_path: Path, db_path: Path) -> None:
 def prune_command(config_path: Path, db_path: Path) -> None:
     """Delete stored articles that match no topic once older than keep_unmatched."""
     config = load_config(config_path)
-    db = store.open_db(db_path)
-    try:
+    with store.opened(db_path) as db:
         removed = store.prune_unmatched(db, config, datetime.now(UTC))
-    finally:
-        db.close()
     click.echo(f"removed {sum(removed.values())} article(s) that match no topic")
     for source, count in sorted(removed.items()):
         click.echo(f"  {source}: {count}")
@@ -241,15 +226,11 @@ def _staff_name() -> str:
 @user_errors
 def stories_merge_command(into: int, other: int, db_path: Path) -> None:
     """Move every article of story OTHER into story INTO."""
-    db = store.open_db(db_path)
-    try:
-        with store.transaction(db):
-            for story in (into, other):
-                if not db.execute("SELECT 1 FROM stories WHERE id = ?", [story]).fetchone():
-                    raise click.BadParameter(f"there is no story {story}")
-            moved = store_stories.merge(db, into, other, _staff_name(), iso(datetime.now(UTC)))
-    finally:
-        db.close()
+    with store.opened(db_path) as db, store.transaction(db):
+        for story in (into, other):
+            if not db.execute("SELECT 1 FROM stories WHERE id = ?", [story]).fetchone():
+                raise click.BadParameter(f"there is no story {story}")
+        moved = store_stories.merge(db, into, other, _staff_name(), iso(datetime.now(UTC)))
     click.echo(f"moved {moved} article(s) from story {other} into story {into}")
 
 
@@ -259,14 +240,10 @@ def stories_merge_command(into: int, other: int, db_path: Path) -> None:
 @user_errors
 def stories_split_command(article: int, db_path: Path) -> None:
     """Take ARTICLE out of its story into a story of its own."""
-    db = store.open_db(db_path)
-    try:
-        with store.transaction(db):
-            if not db.execute("SELECT 1 FROM articles WHERE id = ?", [article]).fetchone():
-                raise click.BadParameter(f"there is no article {article}")
-            old = store_stories.split(db, article, _staff_name(), iso(datetime.now(UTC)))
-    finally:
-        db.close()
+    with store.opened(db_path) as db, store.transaction(db):
+        if not db.execute("SELECT 1 FROM articles WHERE id = ?", [article]).fetchone():
+            raise click.BadParameter(f"there is no article {article}")
+        old = store_stories.split(db, article, _staff_name(), iso(datetime.now(UTC)))
     click.echo(f"article {article} left story {old}; it is now story {article}")
 
 
@@ -275,12 +252,8 @@ def stories_split_command(article: int, db_path: Path) -> None:
 @user_errors
 def restory_command(db_path: Path) -> None:
     """Re-cluster every article into stories from scratch (deterministic; keeps staff fixes)."""
-    db = store.open_db(db_path)
-    try:
-        with store.transaction(db):
-            count = store_stories.restory(db)
-    finally:
-        db.close()
+    with store.opened(db_path) as db, store.transaction(db):
+        count = store_stories.restory(db)
     click.echo(f"{count} stories")
 
 
@@ -315,13 +288,11 @@ def user_add_command(name: str, password: str) -> None:
 @user_errors
 def backup_command(target: Path, db_path: Path) -> None:
     """A consistent copy of the live database at TARGET (safe while the collector runs)."""
-    db = store.open_db(db_path)
-    try:
-        size = store.backup(db, target)
-    except (OSError, sqlite3.Error) as e:
-        raise DatabaseError(f"cannot write the backup to {target}: {e}") from e
-    finally:
-        db.close()
+    with store.opened(db_path) as db:
+        try:
+            size = store.backup(db, target)
+        except (OSError, sqlite3.Error) as e:
+            raise DatabaseError(f"cannot write the backup to {target}: {e}") from e
     click.echo(f"backed up {db_path} to {target} ({size:,} bytes)")
 
 
@@ -330,13 +301,12 @@ def backup_command(target: Path, db_path: Path) -> None:
 @user_errors
 def sources_command(db_path: Path) -> None:
     """Each source's health: status, failures, last success, next poll, last error."""
-    db = store.open_db(db_path)
-    rows = db.execute(
-        """SELECT name, active, last_status, consecutive_failures, last_ok, next_poll, last_error,
-            flag
-        FROM sources ORDER BY active DESC, flag IS NULL, consecutive_failures DESC, name"""
-    ).fetchall()
-    db.close()
+    with store.opened(db_path) as db:
+        rows = db.execute(
+            """SELECT name, active, last_status, consecutive_failures, last_ok, next_poll,
+                last_error, flag
+            FROM sources ORDER BY active DESC, flag IS NULL, consecutive_failures DESC, name"""
+        ).fetchall()
     if not rows:
         click.echo("No sources yet: run `monitor collect` or `monitor run` first.")
         return

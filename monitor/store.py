@@ -93,6 +93,16 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
 
 
 @contextmanager
+def opened(path: Path | str) -> Iterator[sqlite_utils.Database]:
+    """open_db() for the length of a `with` block."""
+    db = open_db(path)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     """BEGIN IMMEDIATE: take the write lock up front, so the batch never fails half-way on it."""
     db.execute("BEGIN IMMEDIATE")
@@ -100,6 +110,7 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
         yield
     except BaseException:
         db.execute("ROLLBACK")
+        store_stories.forget(db)
         raise
     db.execute("COMMIT")
 
@@ -272,6 +283,7 @@ def m004_stories(db: sqlite_utils.Database) -> None:
     rows = db.execute("SELECT id, title, summary, first_seen FROM articles").fetchall()
     for article_id, title, summary, first_seen in rows:
         store_stories.index_article(db, article_id, title, summary, first_seen)
+    store_stories.flush(db)
     store_stories.restory(db)
 
 
@@ -582,6 +594,7 @@ def _save_items(db: sqlite_utils.Database, source: str, items: list[Item], now: 
             _add_key(db, _guid_key(source, guid), article_id)
         if item.link != item.url:
             _add_key(db, _link_key(item.link), article_id)
+    store_stories.flush(db)
     return Counts(new, updated, unchanged)
 
 

@@ -73,6 +73,8 @@ class _Cache:
 
     def __init__(self) -> None:
         self.docs: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+        """Word counts added since the last flush(): written once per batch, not per article."""
         self.vectors: OrderedDict[int, dict[str, float]] = OrderedDict()
 
     def vector(self, candidate: Candidate, idf: stories.Rarity) -> dict[str, float]:
@@ -94,6 +96,23 @@ def _cache(db: sqlite_utils.Database) -> _Cache:
     return cache
 
 
+def flush(db: sqlite_utils.Database) -> None:
+    """Write the word counts of the articles indexed since the last flush (same transaction)."""
+    cache = _cache(db)
+    if cache.pending:
+        db.conn.executemany(
+            """INSERT INTO story_words (word, docs) VALUES (?, ?)
+            ON CONFLICT (word) DO UPDATE SET docs = docs + excluded.docs""",
+            cache.pending.items(),
+        )
+        cache.pending.clear()
+
+
+def forget(db: sqlite_utils.Database) -> None:
+    """After a rollback: what the cache remembers may no longer be in the database."""
+    _CACHES.pop(db, None)
+
+
 def index_article(
     db: sqlite_utils.Database, article_id: int, title: str, summary: str, first_seen: str
 ) -> None:
@@ -101,15 +120,11 @@ def index_article(
     themselves on the article, so candidates are never re-tokenised."""
     words = stories.stems(title) + stories.stems(summary)
     distinct = stories.distinct(words)
-    db.conn.executemany(
-        """INSERT INTO story_words (word, docs) VALUES (?, 1)
-        ON CONFLICT (word) DO UPDATE SET docs = docs + 1""",
-        ((w,) for w in distinct),
-    )
-    known = _cache(db).docs
+    _docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
+    cache = _cache(db)
     for word in distinct:
-        if word in known:
-            known[word] += 1
+        cache.docs[word] += 1
+        cache.pending[word] = cache.pending.get(word, 0) + 1
     db.execute("UPDATE articles SET words = ? WHERE id = ?", [" ".join(words), article_id])
     db.conn.executemany(
         "INSERT OR IGNORE INTO story_index (word, first_seen, article_id) VALUES (?, ?, ?)",
@@ -311,4 +326,5 @@ def restory(db: sqlite_utils.Database) -> int:
     ).fetchall()
     for article_id, title, summary, first_seen, outlet, aggregated in rows:
         place(db, article_id, title, summary, _time(first_seen), outlet if aggregated else None)
+    flush(db)
     return int(db.execute("SELECT count(*) FROM stories").fetchone()[0])
