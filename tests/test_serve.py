@@ -346,3 +346,12 @@ def test_hostile_title_is_escaped_in_html(ds):
         r = get(ds, path, cookies=cookies)
         assert r.status_code == 200
         assert "<img src=x onerror" not in r.text, path
+
+
+def test_atom_times_without_a_zone_are_utc_not_an_error():
+    from monitor.datasette_plugin import atom_time
+
+    assert atom_time("2026-11-25T01:02:03Z") == "2026-11-25T01:02:03Z"
+    assert atom_time("2026-11-25 01:02:03") == "2026-11-25T01:02:03Z"
+    assert atom_time("2026-11-25T14:02:03+13:00") == "2026-11-25T01:02:03Z"
+    assert atom_time("not a time").endswith("Z")
