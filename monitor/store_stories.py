@@ -187,12 +187,17 @@ def _candidates(
     params: list[Any] = []
     for word in words:
         params += [word, low, high, stories.PER_WORD]
+    # The articles sharing the most title words come first; only the best few are scored.
     rows = db.execute(
         f"""SELECT a.id, a.title, a.words, a.outlet, a.first_seen, a.story_id, s.first_seen
-        FROM articles a JOIN stories s ON s.id = a.story_id
-        WHERE a.id IN ({" UNION ".join([per_word] * len(words))})
-          AND a.id != ? AND (a.first_seen < ? OR (a.first_seen = ? AND a.id < ?))""",
-        [*params, article_id, high, high, article_id],
+        FROM (SELECT article_id, count(*) AS shared
+              FROM ({" UNION ALL ".join([per_word] * len(words))})
+              WHERE article_id != ? GROUP BY article_id
+              ORDER BY shared DESC, article_id DESC LIMIT ?) AS c
+        JOIN articles a ON a.id = c.article_id
+        JOIN stories s ON s.id = a.story_id
+        WHERE a.first_seen < ? OR (a.first_seen = ? AND a.id < ?)""",
+        [*params, article_id, stories.MAX_CANDIDATES, high, high, article_id],
     ).fetchall()
     return [
         Candidate(r[0], r[1], tuple(r[2].split()), r[3], _time(r[4]), r[5], _time(r[6]))

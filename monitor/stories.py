@@ -35,6 +35,8 @@ BLOCKING_WORDS = 10
 """Title words used to find candidates."""
 PER_WORD = 15
 """Newest earlier articles taken per title word: a story's copies arrive close together."""
+MAX_CANDIDATES = 40
+"""Of those, the ones sharing the most title words are scored."""
 
 _SUFFIX = re.compile(r"\s+[-|–—]\s+([^-|–—]{2,60})$")
 _WORD = re.compile(r"\w+", re.UNICODE)
