@@ -205,9 +205,11 @@ def prune_command(config_path: Path, db_path: Path) -> None:
     config = load_config(config_path)
     with store.opened(db_path) as db:
         removed = store.prune_unmatched(db, config, datetime.now(UTC))
+        polls = store.prune_fetches(db, datetime.now(UTC))
     click.echo(f"removed {sum(removed.values())} article(s) that match no topic")
     for source, count in sorted(removed.items()):
         click.echo(f"  {source}: {count}")
+    click.echo(f"removed {polls} poll record(s) older than 90 days")
 
 
 @main.group("stories")

@@ -103,6 +103,9 @@ class Collector:
             removed = store.prune_unmatched(self.db, self.config, utcnow())
             if removed:
                 log.info("pruned articles that match no topic: %s", removed)
+            polls = store.prune_fetches(self.db, utcnow())
+            if polls:
+                log.info("pruned %d poll records older than 90 days", polls)
             busy, pages, _ = store.checkpoint(self.db)
         except sqlite3.Error as e:
             log.error("daily housekeeping failed (tried again tomorrow): %s", e)

@@ -556,6 +556,18 @@ def prune_unmatched(db: sqlite_utils.Database, config: Config, now: datetime) ->
     return removed
 
 
+FETCH_HISTORY = timedelta(days=90)
+"""How long one row per poll is kept: enough for 'usual rate' flags and for staff to look back."""
+
+
+def prune_fetches(db: sqlite_utils.Database, now: datetime) -> int:
+    """Delete poll records older than FETCH_HISTORY; returns how many."""
+    with transaction(db):
+        return int(
+            db.execute("DELETE FROM fetches WHERE started < ?", [iso(now - FETCH_HISTORY)]).rowcount
+        )
+
+
 def _warnings(warnings: tuple[str, ...]) -> str | None:
     return "\n".join(warnings) if warnings else None
 

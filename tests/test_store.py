@@ -196,3 +196,11 @@ def test_sources_leaving_the_config_go_inactive(db, tmp_path):
     )
     assert rows(db, "SELECT name, active FROM sources ORDER BY name") == [("RNZ", 1), ("Stuff", 0)]
     assert json.loads(rows(db, "SELECT topics FROM sources WHERE name='RNZ'")[0][0]) == []
+
+
+def test_poll_records_are_kept_for_90_days(db):
+    old = NOW - timedelta(days=100)
+    store.record_poll(db, Poll("RNZ", old, 1, "ok"), 600, [], now=old)
+    store.record_poll(db, ok(), 600, [])
+    assert store.prune_fetches(db, NOW) == 1
+    assert rows(db, "SELECT started FROM fetches") == [("2026-11-25T01:00:00Z",)]

@@ -231,7 +231,10 @@ def test_cli_topics_test_retag_and_prune(server, tmp_path, db_path):
     retagged = runner.invoke(main, ["retag", "--config", str(config), "--db", str(db_path)])
     assert retagged.stdout.splitlines() == ["0 article(s) changed topics", "  detention: 1"]
     pruned = runner.invoke(main, ["prune", "--config", str(config), "--db", str(db_path)])
-    assert pruned.stdout.splitlines() == ["removed 0 article(s) that match no topic"]
+    assert pruned.stdout.splitlines() == [
+        "removed 0 article(s) that match no topic",
+        "removed 0 poll record(s) older than 90 days",
+    ]
 
 
 def test_require_topic_keeps_only_matching_items_end_to_end(server, tmp_path, db_path):
