@@ -137,8 +137,6 @@ async def poll_source(
     except sqlite3.Error as e:
         log.error("could not record poll of %s: %s", source.name, e)
         return Report(source.name, "database_error", error=f"could not save: {e}")
-    if poll.failed:
-        log.warning("%s: %s", source.name, poll.error)
     return Report(source.name, poll.status, counts, poll.error, poll.warnings, poll.filtered)
 
 
