@@ -23,7 +23,7 @@ import click
 from monitor import store, store_stories
 from monitor.collect import collect
 from monitor.config import load_config
-from monitor.dates import iso
+from monitor.dates import from_iso, iso
 from monitor.errors import ConfigError, DatabaseError
 from monitor.topics import query_problem
 
@@ -330,5 +330,5 @@ def sources_command(db_path: Path) -> None:
 def _local(stamp: Any) -> str:
     if not stamp:
         return "never"
-    value = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).astimezone(DISPLAY_ZONE)
+    value = from_iso(str(stamp)).astimezone(DISPLAY_ZONE)
     return value.strftime("%Y-%m-%d %H:%M %Z")

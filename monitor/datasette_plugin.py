@@ -24,6 +24,7 @@ from datasette.utils.asgi import Response
 from markupsafe import Markup
 
 from monitor.charts import bar_chart, daily_chart
+from monitor.dates import from_iso
 from monitor.topics import fts_query
 
 NZ = ZoneInfo("Pacific/Auckland")
@@ -45,7 +46,7 @@ def is_public(path: str) -> bool:
 def _parse(stamp: str | None) -> datetime | None:
     if not stamp or not _STAMP.match(stamp):
         return None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return from_iso(stamp)
 
 
 def nz_time(stamp: str | None) -> str | None:

@@ -83,6 +83,11 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def from_iso(stamp: str) -> datetime:
+    """A database time back to an aware datetime (the inverse of iso())."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def _iso(text: str) -> datetime | None:
     if not _ISO_START.match(text):
         return None

@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 import sqlite_utils
 
 from monitor import stories
-from monitor.dates import iso
+from monitor.dates import from_iso, iso
 from monitor.stories import Assignment, Candidate
 
 SCHEMA = """
@@ -200,7 +200,7 @@ def _candidates(
         [*params, article_id, stories.MAX_CANDIDATES, high, high, article_id],
     ).fetchall()
     return [
-        Candidate(r[0], r[1], tuple(r[2].split()), r[3], _time(r[4]), r[5], _time(r[6]))
+        Candidate(r[0], r[1], tuple(r[2].split()), r[3], from_iso(r[4]), r[5], from_iso(r[6]))
         for r in rows
     ]
 
@@ -223,10 +223,6 @@ def _docs(db: sqlite_utils.Database, words: list[str]) -> dict[str, int]:
 def _total(db: sqlite_utils.Database) -> int:
     # max(id) is an index lookup and close enough to the article count for word rarity.
     return int(db.execute("SELECT coalesce(max(id), 0) FROM articles").fetchone()[0])
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
@@ -330,6 +326,6 @@ def restory(db: sqlite_utils.Database) -> int:
         ORDER BY first_seen, id"""
     ).fetchall()
     for article_id, title, summary, first_seen, outlet, aggregated in rows:
-        place(db, article_id, title, summary, _time(first_seen), outlet if aggregated else None)
+        place(db, article_id, title, summary, from_iso(first_seen), outlet if aggregated else None)
     flush(db)
     return int(db.execute("SELECT count(*) FROM stories").fetchone()[0])
