@@ -149,9 +149,11 @@ def place(
     else:
         candidates = _candidates(db, article_id, title, first_seen)
         mine = stories.stems(title) + stories.stems(summary)
-        words = stories.distinct([w for c in candidates for w in c.words] + mine)
-        idf = stories.Rarity(_docs(db, words), _total(db))
         cache = _cache(db)
+        # Rarity is needed for this article's words and for candidates not scored before.
+        fresh = [c for c in candidates if c.id not in cache.vectors]
+        words = stories.distinct([w for c in fresh for w in c.words] + mine)
+        idf = stories.Rarity(_docs(db, words), _total(db))
         assignment = stories.assign(
             title,
             mine,
