@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
@@ -25,10 +27,11 @@ from markupsafe import Markup
 
 from monitor.charts import bar_chart, daily_chart
 from monitor.dates import from_iso
+from monitor.publish import public_dir
 from monitor.topics import fts_query
 
 NZ = ZoneInfo("Pacific/Auckland")
-PUBLIC_PREFIXES = ("/coverage/latest_headlines", "/coverage/breaking_news")
+PUBLIC_PREFIXES = ("/coverage/latest_headlines", "/coverage/breaking_news", "/public/")
 PUBLIC_MAX_AGE = 60
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -92,7 +95,34 @@ def render_cell(value: object) -> Markup | None:
 
 @hookimpl
 def register_routes() -> list[tuple[str, Callable[..., Awaitable[Response]]]]:
-    return [(r"^/robots\.txt$", robots), (r"^/-/chart$", chart)]
+    return [
+        (r"^/robots\.txt$", robots),
+        (r"^/-/chart$", chart),
+        (r"^/public/(?P<name>latest_headlines\.json|breaking_news\.atom)$", public_file),
+    ]
+
+
+_FILES: dict[str, tuple[float, bytes, str]] = {}
+"""name -> (mtime, body, etag): the public files, re-read only when the collector rewrites them."""
+
+
+async def public_file(datasette: Any, request: Any) -> Response:
+    """The collector's published headlines, from memory, with an ETag (publish.py)."""
+    name = request.url_vars["name"]
+    path = public_dir(Path(datasette.get_database("coverage").path)) / name
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return Response.text("not published yet", status=503, headers={"Retry-After": "60"})
+    cached = _FILES.get(name)
+    if cached is None or cached[0] != mtime:
+        body = path.read_bytes()
+        cached = _FILES[name] = (mtime, body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    _, body, etag = cached
+    if request.headers.get("if-none-match") == etag:
+        return Response("", status=304, headers={"ETag": etag})
+    kind = "application/json" if name.endswith(".json") else "application/atom+xml"
+    return Response(body, content_type=f"{kind}; charset=utf-8", headers={"ETag": etag})
 
 
 async def robots() -> Response:

@@ -21,7 +21,7 @@ import sqlite_utils
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor import store
+from monitor import publish, store
 from monitor.collect import Report, make_fetcher, poll_source, utcnow
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
@@ -40,6 +40,7 @@ class Collector:
     db: sqlite_utils.Database
     fetcher: Fetcher
     matcher: Matcher
+    public: Path
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
 
@@ -76,6 +77,7 @@ class Collector:
 
     async def poll_due(self) -> None:
         self.reload_if_changed()
+        self.publish()
         now = utcnow()
         for name in store.due_sources(self.db, now):
             if name in self.in_flight:
@@ -92,6 +94,13 @@ class Collector:
             return
         report = task.result()
         (log.warning if report.failed else log.info)("%s", report.line())
+
+    def publish(self) -> None:
+        """Refresh the public files (new stories, and staff pins made in Datasette)."""
+        try:
+            publish.publish(self.db, self.public)
+        except (OSError, sqlite3.Error) as e:
+            log.error("could not publish the public headlines (kept the last ones): %s", e)
 
     async def daily(self) -> None:
         """Retention and WAL housekeeping, once a day.
@@ -136,7 +145,14 @@ async def run_scheduler(
     config = load_config(config_path)
     db = store.open_db(db_path)
     store.sync_sources(db, config)
-    collector = Collector(config_path, config, db, make_fetcher(config), Matcher(config.topics))
+    collector = Collector(
+        config_path,
+        config,
+        db,
+        make_fetcher(config),
+        Matcher(config.topics),
+        publish.public_dir(db_path),
+    )
     collector.reload_if_changed()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -39,7 +39,14 @@ def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path
         config = load_config(config_path)
         db = store.open_db(db_path)
         store.sync_sources(db, config)
-        collector = Collector(config_path, config, db, make_fetcher(config), Matcher(config.topics))
+        collector = Collector(
+            config_path,
+            config,
+            db,
+            make_fetcher(config),
+            Matcher(config.topics),
+            tmp_path / "public",
+        )
         collector.config_mtime = config_path.stat().st_mtime
         await collector.poll_due()
         await asyncio.gather(*collector.in_flight.values())
@@ -104,6 +111,10 @@ def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_pat
         wait_for(lambda: bool(headlines(port)))
         titles = [row["title"] for row in headlines(port) or []]
         assert "Black Caps seal series win in Hamilton" in titles
+        # The collector publishes the same headlines as a file the website can hammer.
+        public = f"http://127.0.0.1:{port}/public/latest_headlines.json"
+        wait_for(lambda: httpx.get(public, timeout=2).text.startswith('[{"'))
+        assert {r["title"] for r in httpx.get(public, timeout=2).json()} == set(titles)
         # Ctrl-C reaches the whole foreground process group: the collector and Datasette.
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=20)
