@@ -116,6 +116,7 @@ def test_staff_pin_a_story_and_the_widget_shows_it_first(browser, monitor_url, s
     api = f"{monitor_url}/coverage/latest_headlines.json?_shape=array"
     widget = browser.new_page()
     widget.goto(server.url(f"/breaking-news.html?api={api}"))
+    widget.evaluate("document.querySelector('[data-breaking-news]').dataset.limit = '3'")
     widget.wait_for_selector("[data-state=ok]")
     items = widget.locator(".breaking-news__item")
     assert items.count() == 3

@@ -1,7 +1,7 @@
 /*
  * Breaking news widget for the campaign website. No framework, no dependencies.
  *
- *   <div data-breaking-news data-api="https://MONITOR/coverage/latest_headlines.json?_shape=array&limit=8"></div>
+ *   <div data-breaking-news data-limit="8" data-api="https://MONITOR/public/latest_headlines.json"></div>
  *   <script src="/js/breaking-news.js" defer></script>
  *
  * Renders the latest headlines as an accessible list (pinned first, as the API orders them),
@@ -98,7 +98,8 @@
       })
       .then(function (items) {
         if (!Array.isArray(items)) throw new Error("unexpected response");
-        render(root, items);
+        var limit = parseInt(root.getAttribute("data-limit") || "", 10);
+        render(root, limit > 0 ? items.slice(0, limit) : items);
         root.setAttribute("data-state", "ok");
       })
       .catch(function () {
