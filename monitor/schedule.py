@@ -44,6 +44,23 @@ class Collector:
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
 
+    @classmethod
+    def open(cls, config_path: Path, db_path: Path) -> Collector:
+        """Load the config (ConfigError if invalid), open the database, sync the sources."""
+        config = load_config(config_path)
+        db = store.open_db(db_path)
+        store.sync_sources(db, config)
+        collector = cls(
+            config_path,
+            config,
+            db,
+            make_fetcher(config),
+            Matcher(config.topics),
+            publish.public_dir(db_path),
+        )
+        collector.config_mtime = config_path.stat().st_mtime
+        return collector
+
     def reload_if_changed(self) -> None:
         """Pick up an edited feeds.yaml; an invalid edit keeps the running config."""
         try:
@@ -142,18 +159,8 @@ async def run_scheduler(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or `stop` is set). Raises ConfigError if the config is invalid."""
-    config = load_config(config_path)
-    db = store.open_db(db_path)
-    store.sync_sources(db, config)
-    collector = Collector(
-        config_path,
-        config,
-        db,
-        make_fetcher(config),
-        Matcher(config.topics),
-        publish.public_dir(db_path),
-    )
-    collector.reload_if_changed()
+    collector = Collector.open(config_path, db_path)
+    config, db = collector.config, collector.db
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

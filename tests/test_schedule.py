@@ -15,10 +15,7 @@ import httpx
 import pytest
 
 from monitor import store
-from monitor.collect import make_fetcher
-from monitor.config import load_config
 from monitor.schedule import Collector
-from monitor.topics import Matcher
 from tests.conftest import write_config
 
 ROOT = Path(__file__).parents[1]
@@ -36,18 +33,8 @@ def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path
     config_path = write_config(tmp_path, [{"name": "RNZ", "url": rnz}])
 
     async def scenario() -> list[str]:
-        config = load_config(config_path)
-        db = store.open_db(db_path)
-        store.sync_sources(db, config)
-        collector = Collector(
-            config_path,
-            config,
-            db,
-            make_fetcher(config),
-            Matcher(config.topics),
-            tmp_path / "public",
-        )
-        collector.config_mtime = config_path.stat().st_mtime
+        collector = Collector.open(config_path, db_path)
+        db = collector.db
         await collector.poll_due()
         await asyncio.gather(*collector.in_flight.values())
         await collector.poll_due()  # RNZ is not due again for 10 minutes
@@ -92,7 +79,8 @@ def headlines(port: int) -> list[dict] | None:
     return r.json() if r.status_code == 200 else None
 
 
-def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_path, db_path):
+def start_monitor_run(server, tmp_path, db_path, **popen) -> tuple[subprocess.Popen[bytes], int]:
+    """`monitor run` over the RNZ fixture, everything tagged, Datasette on a free port."""
     rnz = server.feed("/rnz.xml", "rnz_national.xml")
     config = write_config(
         tmp_path,
@@ -105,8 +93,13 @@ def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_pat
         [str(monitor), "run", "--config", str(config), "--db", str(db_path), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        **popen,
     )
+    return proc, port
+
+
+def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_path, db_path):
+    proc, port = start_monitor_run(server, tmp_path, db_path, start_new_session=True)
     try:
         wait_for(lambda: bool(headlines(port)))
         titles = [row["title"] for row in headlines(port) or []]
@@ -141,17 +134,7 @@ def test_scheduler_py_exits_2_on_a_bad_config(tmp_path, args):
 
 
 def test_sigterm_finishes_cleanly_and_stops_datasette(server, tmp_path, db_path):
-    rnz = server.feed("/rnz.xml", "rnz_national.xml")
-    config = write_config(
-        tmp_path, [{"name": "RNZ", "url": rnz, "topics": ["t"]}], topics={"t": "x"}
-    )
-    port = free_port()
-    monitor = Path(sys.executable).parent / "monitor"
-    proc = subprocess.Popen(
-        [str(monitor), "run", "--config", str(config), "--db", str(db_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, port = start_monitor_run(server, tmp_path, db_path)
     try:
         wait_for(lambda: bool(headlines(port)))
         proc.send_signal(signal.SIGTERM)  # to the collector only, as a service manager would
