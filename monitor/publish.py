@@ -9,10 +9,8 @@ Datasette plugin serves those files from memory with ETags (/public/latest_headl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -29,12 +27,6 @@ COLUMNS = ("title", "url", "outlet", "published", "topics", "story_id", "outlets
 def public_dir(db_path: Path) -> Path:
     """Where the public files of a database live: beside it, in `public/`."""
     return db_path.parent / "public"
-
-
-@dataclass(frozen=True)
-class Published:
-    changed: bool
-    etag: str
 
 
 def headlines(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -65,18 +57,17 @@ def atom(rows: list[dict[str, Any]], self_url: str = "/public/breaking_news.atom
     return "".join(parts)
 
 
-def publish(db: sqlite_utils.Database, directory: Path) -> Published:
-    """Write the public files if their content changed."""
+def publish(db: sqlite_utils.Database, directory: Path) -> bool:
+    """Write the public files if their content changed; whether it had."""
     rows = headlines(db)
     body = json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()
-    etag = hashlib.sha256(body).hexdigest()[:20]
     target = directory / FILES[0]
     if target.exists() and target.read_bytes() == body:
-        return Published(False, etag)
+        return False
     directory.mkdir(parents=True, exist_ok=True)
     for name, content in ((FILES[1], atom(rows).encode()), (FILES[0], body)):
         partial = directory / (name + ".partial")
         partial.write_bytes(content)
         partial.replace(directory / name)  # readers see the old file or the new, never half
     log.info("published %d public headlines", len(rows))
-    return Published(True, etag)
+    return True
