@@ -383,6 +383,7 @@ def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> i
         item.summary,
         from_iso(stamp),
         item.outlet if item.aggregated else None,
+        new=True,
     )
     return article_id
 

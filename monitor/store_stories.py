@@ -125,7 +125,6 @@ def index_article(
     for word in distinct:
         cache.docs[word] += 1
         cache.pending[word] = cache.pending.get(word, 0) + 1
-    db.execute("UPDATE articles SET words = ? WHERE id = ?", [" ".join(words), article_id])
     db.conn.executemany(
         "INSERT OR IGNORE INTO story_index (word, first_seen, article_id) VALUES (?, ?, ?)",
         ((w, first_seen, article_id) for w in stories.distinct(stories.stems(title))),
@@ -139,21 +138,29 @@ def place(
     summary: str,
     first_seen: datetime,
     aggregator_outlet: str | None,
+    *,
+    new: bool = False,
 ) -> Assignment:
-    """Decide and record the story of an article already inserted and indexed."""
-    override = db.execute(
-        "SELECT story_id, action FROM story_overrides WHERE article_id = ?", [article_id]
-    ).fetchone()
+    """Decide and record the story of an article already inserted and indexed.
+
+    `new`: the article was inserted just now, so staff cannot have overridden it yet and it is
+    the newest article (its id stands in for the article count).
+    """
+    mine = stories.stems(title) + stories.stems(summary)
+    override = None
+    if not new:
+        override = db.execute(
+            "SELECT story_id, action FROM story_overrides WHERE article_id = ?", [article_id]
+        ).fetchone()
     if override is not None:
         assignment = Assignment(override[0], f"staff {override[1]}")
     else:
         candidates = _candidates(db, article_id, title, first_seen)
-        mine = stories.stems(title) + stories.stems(summary)
         cache = _cache(db)
         # Rarity is needed for this article's words and for candidates not scored before.
         fresh = [c for c in candidates if c.id not in cache.vectors]
         words = stories.distinct([w for c in fresh for w in c.words] + mine)
-        idf = stories.Rarity(_docs(db, words), _total(db))
+        idf = stories.Rarity(_docs(db, words), article_id if new else _total(db))
         assignment = stories.assign(
             title,
             mine,
@@ -164,8 +171,13 @@ def place(
             aggregator_outlet,
         ) or Assignment(article_id, "first report")
     db.execute(
-        "UPDATE articles SET story_id = ?, match_reason = ? WHERE id = ?",
-        [assignment.story_id, assignment.reason, article_id],
+        "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?",
+        [
+            assignment.story_id,
+            assignment.reason,
+            " ".join(mine),
+            article_id,
+        ],
     )
     refresh(db, [assignment.story_id])
     return assignment

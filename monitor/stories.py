@@ -123,9 +123,8 @@ def vector(words: Iterable[str], idf: Callable[[str], float]) -> dict[str, float
 
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(x * b.get(w, 0.0) for w, x in a.items())
+    # The shared words are few: intersect the keys (in C) rather than look up every word.
+    return sum(a[w] * b[w] for w in a.keys() & b.keys())
 
 
 def assign(
