@@ -24,7 +24,7 @@ from monitor import store, store_stories
 from monitor.collect import collect
 from monitor.config import load_config
 from monitor.dates import from_iso, iso
-from monitor.errors import ConfigError, DatabaseError
+from monitor.errors import ConfigError, DatabaseError, FetchError
 from monitor.topics import query_problem
 
 DEFAULT_CONFIG = Path("feeds.yaml")
@@ -143,6 +143,32 @@ def run_command(config_path: Path, db_path: Path, host: str, port: int) -> None:
             datasette.wait(timeout=10)
         except subprocess.TimeoutExpired:
             datasette.kill()
+
+
+@main.command("discover")
+@click.argument("url")
+@click.option("--allow-private", is_flag=True, help="Allow a loopback or private address.")
+@user_errors
+def discover_command(url: str, allow_private: bool) -> None:
+    """List the feeds and sitemaps a site offers, as feeds.yaml entries."""
+    from monitor.discover import as_yaml, discover
+    from monitor.fetch import Fetcher, Limits
+
+    async def run() -> list[Any]:
+        async with Fetcher(contact="https://github.com/amnesty-nz/coverage-monitor") as fetcher:
+            return await discover(fetcher, url, Limits(total=20, allow_private=allow_private))
+
+    try:
+        found = asyncio.run(run())
+    except FetchError as e:
+        click.echo(f"Error: cannot read {url}: {e}", err=True)
+        sys.exit(1)
+    if not found:
+        click.echo(f"No feeds or sitemaps found at {url}.")
+        return
+    for item in found:
+        click.echo(f"# {item.kind}: {item.url}  (found via {item.how})")
+    click.echo(as_yaml(found, url), nl=False)
 
 
 @main.group("topics")
