@@ -13,17 +13,20 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from monitor import store, urls
 from monitor.config import Config, Source
 from monitor.dates import iso
+from monitor.entries import ParsedFeed, RawEntry
 from monitor.errors import FetchError, HTTPStatusError, ParseError, RetryLater
 from monitor.fetch import Fetcher, Limits
 from monitor.normalise import Item, normalise_feed
 from monitor.parse import parse_feed
+from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll
 from monitor.topics import Matcher, tag
 
@@ -163,13 +166,38 @@ async def _fetch_and_parse(
     )
     if response.not_modified:
         return poll, []
-    # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking fairly.
-    feed = await asyncio.to_thread(
-        parse_feed, response.body, response.url, response.headers, source.max_items
-    )
+    if source.type == "sitemap":
+        feed = await _read_sitemap(source, fetcher, limits, response.body, started)
+    else:
+        # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking.
+        feed = await asyncio.to_thread(
+            parse_feed, response.body, response.url, response.headers, source.max_items
+        )
     items, skipped = normalise_feed(feed, response.url, source, started)
     items = await _resolve_aggregator_links(items, db, fetcher, limits)
     return dataclasses.replace(poll, warnings=feed.warnings + tuple(skipped)), items
+
+
+async def _read_sitemap(
+    source: Source, fetcher: Fetcher, limits: Limits, body: bytes, now: datetime
+) -> ParsedFeed:
+    """A sitemap's recent entries; for a sitemap index, those of its recent children."""
+    zone, lookback = ZoneInfo(source.timezone), timedelta(seconds=source.lookback)
+    top = parse_sitemap(body, zone, now, lookback)
+    if not top.children:
+        return top.feed
+    entries: list[RawEntry] = []
+    warnings: list[str] = []
+    for url in recent_children(top, now, lookback):
+        try:
+            child = await fetcher.get(url, limits=limits)
+            feed = parse_sitemap(child.body, zone, now, lookback).feed
+        except (FetchError, ParseError) as e:
+            warnings.append(f"child sitemap {url} skipped: {e}")
+            continue
+        entries += feed.entries
+        warnings += feed.warnings
+    return ParsedFeed(None, tuple(entries[: source.max_items]), tuple(warnings))
 
 
 async def _resolve_aggregator_links(

@@ -27,7 +27,8 @@ DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_KEEP_UNMATCHED = 30 * 24 * 3600
 DEFAULT_MAX_ITEMS = 1000
-SOURCE_TYPES = ("feed",)
+DEFAULT_LOOKBACK = 3 * 24 * 3600
+SOURCE_TYPES = ("feed", "sitemap")
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.IGNORECASE)
@@ -56,6 +57,8 @@ class Source:
     """Store only items that match some topic (for noisy general feeds)."""
     allow_private: bool = False
     """Let this source (and its redirects) reach loopback and private addresses."""
+    lookback: int = DEFAULT_LOOKBACK
+    """Seconds back a sitemap entry may be and still become an article (type: sitemap)."""
     max_items: int = DEFAULT_MAX_ITEMS
     """Entries read from one poll of the feed; real feeds carry tens, a hostile one 100,000."""
     keep_unmatched: int = DEFAULT_KEEP_UNMATCHED
@@ -227,6 +230,7 @@ class _Validator:
             "require_topic": lambda v: _boolean(v),
             "keep_unmatched": lambda v: parse_duration(str(v)),
             "max_items": lambda v: _positive_int(v),
+            "lookback": lambda v: parse_duration(str(v)),
             "allow_private": lambda v: _boolean(v),
         }
     )

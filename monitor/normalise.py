@@ -84,7 +84,11 @@ def normalise_entry(
     target = urls.aggregator_target(link)
     aggregated = source.resolve_links or urls.is_aggregator(link)
     via_aggregator = target is None and aggregated
-    outlet = entry.outlet or source.outlet or (clean_text(feed_title) if feed_title else None)
+    # An aggregator's <source> names the real publisher; otherwise staff's `outlet:` wins.
+    named = entry.outlet if aggregated else None
+    outlet = (
+        named or source.outlet or entry.outlet or (clean_text(feed_title) if feed_title else None)
+    )
     title = to_text(entry.title, entry.title_is_html, MAX_TITLE)
     if entry.outlet:
         title = strip_outlet_suffix(title, entry.outlet)
