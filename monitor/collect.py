@@ -21,10 +21,11 @@ import sqlite_utils
 from monitor import store, urls
 from monitor.config import Config, Source
 from monitor.dates import iso
-from monitor.entries import ParsedFeed, RawEntry
+from monitor.entries import ParsedFeed
 from monitor.errors import FetchError, HTTPStatusError, ParseError, RetryLater
 from monitor.fetch import Fetcher, Limits
 from monitor.normalise import Item, normalise_feed
+from monitor.pages import Robots, read_pages
 from monitor.parse import parse_feed
 from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll
@@ -167,7 +168,7 @@ async def _fetch_and_parse(
     if response.not_modified:
         return poll, []
     if source.type == "sitemap":
-        feed = await _read_sitemap(source, fetcher, limits, response.body, started)
+        feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
     else:
         # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking.
         feed = await asyncio.to_thread(
@@ -179,24 +180,31 @@ async def _fetch_and_parse(
 
 
 async def _read_sitemap(
-    source: Source, fetcher: Fetcher, limits: Limits, body: bytes, now: datetime
+    source: Source,
+    db: sqlite_utils.Database,
+    fetcher: Fetcher,
+    limits: Limits,
+    body: bytes,
+    now: datetime,
 ) -> ParsedFeed:
     """A sitemap's recent entries; for a sitemap index, those of its recent children."""
     zone, lookback = ZoneInfo(source.timezone), timedelta(seconds=source.lookback)
     top = parse_sitemap(body, zone, now, lookback)
-    if not top.children:
-        return top.feed
-    entries: list[RawEntry] = []
+    sitemaps = [top]
     warnings: list[str] = []
     for url in recent_children(top, now, lookback):
         try:
             child = await fetcher.get(url, limits=limits)
-            feed = parse_sitemap(child.body, zone, now, lookback).feed
+            sitemaps.append(parse_sitemap(child.body, zone, now, lookback))
         except (FetchError, ParseError) as e:
             warnings.append(f"child sitemap {url} skipped: {e}")
-            continue
-        entries += feed.entries
-        warnings += feed.warnings
+    entries = [e for s in sitemaps for e in s.feed.entries]
+    untitled = [u for s in sitemaps for u in s.untitled]
+    new = store.unknown_urls(db, untitled)  # a page is read once, never again once stored
+    if new:
+        read, skipped = await read_pages(new, source, fetcher, Robots(fetcher), limits)
+        entries += read
+        warnings += skipped
     return ParsedFeed(None, tuple(entries[: source.max_items]), tuple(warnings))
 
 

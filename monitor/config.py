@@ -59,6 +59,12 @@ class Source:
     """Let this source (and its redirects) reach loopback and private addresses."""
     lookback: int = DEFAULT_LOOKBACK
     """Seconds back a sitemap entry may be and still become an article (type: sitemap)."""
+    max_articles: int = 30
+    """Article pages read per poll at most (sitemap entries without a title)."""
+    delay: float = 2.0
+    """Seconds between two article pages from the same source: one request at a time, politely."""
+    fetch_text: bool = False
+    """Store the article's main text (read from its page) so topics and search can use it."""
     max_items: int = DEFAULT_MAX_ITEMS
     """Entries read from one poll of the feed; real feeds carry tens, a hostile one 100,000."""
     keep_unmatched: int = DEFAULT_KEEP_UNMATCHED
@@ -231,6 +237,9 @@ class _Validator:
             "keep_unmatched": lambda v: parse_duration(str(v)),
             "max_items": lambda v: _positive_int(v),
             "lookback": lambda v: parse_duration(str(v)),
+            "max_articles": lambda v: _positive_int(v),
+            "delay": lambda v: float(parse_duration(str(v))) if str(v) != "0" else 0.0,
+            "fetch_text": lambda v: _boolean(v),
             "allow_private": lambda v: _boolean(v),
         }
     )

@@ -91,6 +91,8 @@ class Fetcher:
         # Sources with allow_private get their own pool: no connection is shared across the line.
         self._private = self._make_client(guarded_transport(pool, is_allowed=lambda _: True))
         self._per_host = per_host
+        self.robots_cache: dict[str, Any] = {}
+        """robots.txt rules per origin, for pages.Robots."""
         self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._per_host)
         )

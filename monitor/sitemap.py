@@ -3,8 +3,8 @@
 Reads a Google News sitemap (`<news:news>` with title and publication date), a plain sitemap
 (`<lastmod>`), or a sitemap index (whose children are followed by the collector when they can
 hold recent items); gzip-compressed bodies are accepted. Only entries newer than the source's
-look-back window become entries; an entry with no title (a plain sitemap) is skipped with a
-warning, because reading the article page for its title is the `type: page` work still to come.
+look-back window count; an entry with no title (a plain sitemap) is listed in `untitled`, and
+the collector reads that article's page (pages.py) for its metadata.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class Sitemap:
     feed: ParsedFeed
     children: tuple[Child, ...]
     """For a sitemap index: the sitemaps it lists."""
+    untitled: tuple[str, ...] = ()
+    """Recent entries with no title (a plain sitemap): their pages must be read."""
 
 
 def unpack(body: bytes) -> bytes:
@@ -69,7 +71,7 @@ def parse_sitemap(body: bytes, zone: ZoneInfo, now: datetime, lookback: timedelt
         )
         return Sitemap(ParsedFeed(None, (), ()), children)
     entries: list[RawEntry] = []
-    untitled = old = 0
+    untitled: list[str] = []
     for url in root.iter(f"{SM}url"):
         loc = _text(url, f"{SM}loc")
         news = url.find(f"{NEWS}news")
@@ -77,21 +79,14 @@ def parse_sitemap(body: bytes, zone: ZoneInfo, now: datetime, lookback: timedelt
         date_text = date_text or _text(url, f"{SM}lastmod")
         when = _time(date_text, zone)
         if not loc or when is None or when < since:
-            old += 1
             continue
         title = _text(news, f"{NEWS}title") if news is not None else None
         if not title:
-            untitled += 1
+            untitled.append(loc)
             continue
         outlet = _text(news.find(f"{NEWS}publication"), f"{NEWS}name") if news is not None else None
         entries.append(RawEntry(None, loc, title, False, "", False, date_text, when, outlet))
-    warnings = []
-    if untitled:
-        warnings.append(
-            f"{untitled} recent entries have no title (a plain sitemap): reading their pages "
-            "is not supported yet"
-        )
-    return Sitemap(ParsedFeed(None, tuple(entries), tuple(warnings)), ())
+    return Sitemap(ParsedFeed(None, tuple(entries), ()), (), tuple(untitled))
 
 
 def recent_children(

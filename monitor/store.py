@@ -30,6 +30,7 @@ from monitor.schema import open_db as open_db
 from monitor.schema import opened as opened
 from monitor.schema import transaction as transaction
 from monitor.topics import HIGHLIGHT, fts_query, marked_terms, matching_rows
+from monitor.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,21 @@ def due_sources(db: sqlite_utils.Database, now: datetime) -> list[str]:
         [iso(now)],
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def unknown_urls(db: sqlite_utils.Database, urls: list[str]) -> list[str]:
+    """The URLs (canonicalised) not yet stored as articles, in their order."""
+    canonical = {url: canonical_url(url) for url in urls}
+    known: set[str] = set()
+    values = list(set(canonical.values()))
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        placeholders = ",".join("?" * len(chunk))
+        known |= {
+            r[0]
+            for r in db.execute(f"SELECT url FROM articles WHERE url IN ({placeholders})", chunk)
+        }
+    return [url for url in urls if canonical[url] not in known]
 
 
 def resolved_alias(db: sqlite_utils.Database, link: str) -> str | None:

@@ -79,19 +79,6 @@ def test_sitemap_index_follows_recent_children_and_reads_gzip(server, tmp_path, 
     assert server.requests_to("/sitemap-2019.xml") == []  # an old child is never fetched
 
 
-def test_plain_sitemap_without_titles_is_a_clear_warning(server, tmp_path, db_path):
-    body = (
-        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-        f"<url><loc>https://example.org/a</loc><lastmod>{stamp(1)}</lastmod></url></urlset>"
-    ).encode()
-    url = server.route("/plain.xml", srv.static(body, "application/xml"))
-    reports, rows = run(
-        write_config(tmp_path, [{"name": "Plain", "url": url, "type": "sitemap"}]), db_path
-    )
-    assert rows == []
-    assert "have no title" in reports["Plain"].warnings[0]
-
-
 def test_not_a_sitemap(server, tmp_path, db_path):
     url = server.route("/oops.xml", srv.static(b"<html><body>no</body></html>", "text/html"))
     reports, _ = run(
@@ -99,3 +86,70 @@ def test_not_a_sitemap(server, tmp_path, db_path):
     )
     assert reports["Oops"].status == "not_a_feed"
     assert "not a sitemap" in (reports["Oops"].error or "")
+
+
+ARTICLE = """<html><head><title>{title} | Example News</title>
+<meta property="og:site_name" content="Example News">
+<meta property="article:published_time" content="{published}">
+<meta name="description" content="{title}: the summary."></head><body><p>Body</p></body></html>"""
+
+
+def test_untitled_entries_are_read_from_their_pages_once_and_politely(server, tmp_path, db_path):
+    pages = {
+        "a": "Asylum seekers held in prison",
+        "b": "Amnesty report released",
+        "private": "Staff only",
+    }
+    for slug, title in pages.items():
+        html = ARTICLE.format(title=title, published=stamp(1)).encode()
+        server.route(f"/news/{slug}", srv.static(html, "text/html"))
+    server.route(
+        "/robots.txt", srv.static(b"User-agent: *\nDisallow: /news/private\n", "text/plain")
+    )
+    body = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(
+            f"<url><loc>{server.url('/news/' + s)}</loc><lastmod>{stamp(1)}</lastmod></url>"
+            for s in pages
+        )
+        + "</urlset>"
+    ).encode()
+    url = server.route("/plain.xml", srv.static(body, "application/xml"))
+    config = write_config(
+        tmp_path, [{"name": "Plain", "url": url, "type": "sitemap", "delay": "0s"}]
+    )
+    reports, rows = run(config, db_path)
+    assert [(u.rsplit("/", 1)[1], t) for u, t, _ in rows] == [
+        ("a", "Asylum seekers held in prison"), ("b", "Amnesty report released"),
+    ]  # fmt: skip
+    assert any("robots.txt does not allow" in w for w in reports["Plain"].warnings)
+    assert server.requests_to("/news/private") == []
+    # Stored articles are never read again; robots.txt is read once per host.
+    run(config, db_path)
+    assert len(server.requests_to("/news/a")) == 1
+    assert len(server.requests_to("/robots.txt")) == 2  # once per run (a new collector each time)
+
+
+def test_max_articles_per_poll(server, tmp_path, db_path):
+    for n in range(5):
+        server.route(
+            f"/news/{n}",
+            srv.static(
+                ARTICLE.format(title=f"Story {n}", published=stamp(1)).encode(), "text/html"
+            ),
+        )
+    body = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(
+            f"<url><loc>{server.url(f'/news/{n}')}</loc><lastmod>{stamp(1)}</lastmod></url>"
+            for n in range(5)
+        )
+        + "</urlset>"
+    ).encode()
+    url = server.route("/plain.xml", srv.static(body, "application/xml"))
+    config = write_config(
+        tmp_path, [{"name": "P", "url": url, "type": "sitemap", "delay": "0s", "max_articles": 2}]
+    )
+    reports, rows = run(config, db_path)
+    assert len(rows) == 2
+    assert "5 new article pages; read 2 this poll (max_articles)" in reports["P"].warnings
