@@ -23,9 +23,9 @@ from monitor.config import Config, Source
 from monitor.dates import iso
 from monitor.entries import ParsedFeed
 from monitor.errors import FetchError, HTTPStatusError, ParseError, RetryLater
-from monitor.fetch import Fetcher, Limits
+from monitor.fetch import Fetcher, Limits, Response
 from monitor.normalise import Item, normalise_feed
-from monitor.pages import Robots, read_pages
+from monitor.pages import Robots, article_links, read_pages
 from monitor.parse import parse_feed
 from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll
@@ -169,6 +169,8 @@ async def _fetch_and_parse(
         return poll, []
     if source.type == "sitemap":
         feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
+    elif source.type == "page":
+        feed = await _read_section_page(source, db, fetcher, limits, response)
     else:
         # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking.
         feed = await asyncio.to_thread(
@@ -206,6 +208,22 @@ async def _read_sitemap(
         entries += read
         warnings += skipped
     return ParsedFeed(None, tuple(entries[: source.max_items]), tuple(warnings))
+
+
+async def _read_section_page(
+    source: Source, db: sqlite_utils.Database, fetcher: Fetcher, limits: Limits, page: Response
+) -> ParsedFeed:
+    """The articles linked from a section page; each new one read once from its own page."""
+    links = article_links(page.body, page.url, source.links)
+    if not links:
+        how = f"the selector {source.links!r} matches" if source.links else "we can recognise"
+        raise ParseError(
+            f"no article links {how} on the page: its layout may have changed, or it is a "
+            "login wall; check the page and the source's `links:`"
+        )
+    new = store.unknown_urls(db, links)
+    entries, warnings = await read_pages(new, source, fetcher, Robots(fetcher), limits)
+    return ParsedFeed(None, tuple(entries), tuple(warnings))
 
 
 async def _resolve_aggregator_links(

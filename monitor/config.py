@@ -28,7 +28,7 @@ DEFAULT_TIMEZONE = "Pacific/Auckland"
 DEFAULT_KEEP_UNMATCHED = 30 * 24 * 3600
 DEFAULT_MAX_ITEMS = 1000
 DEFAULT_LOOKBACK = 3 * 24 * 3600
-SOURCE_TYPES = ("feed", "sitemap")
+SOURCE_TYPES = ("feed", "sitemap", "page")
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.IGNORECASE)
@@ -63,6 +63,8 @@ class Source:
     """Article pages read per poll at most (sitemap entries without a title)."""
     delay: float = 2.0
     """Seconds between two article pages from the same source: one request at a time, politely."""
+    links: str | None = None
+    """CSS selector for article links on a `type: page` source; found automatically if unset."""
     fetch_text: bool = False
     """Store the article's main text (read from its page) so topics and search can use it."""
     max_items: int = DEFAULT_MAX_ITEMS
@@ -312,6 +314,7 @@ class _Validator:
             "name",
             "url",
             "type",
+            "links",
             "topics",
             "outlet",
             "resolve_links",
@@ -333,6 +336,8 @@ class _Validator:
             values["outlet"] = self.typed(items["outlet"][1], f"{where}.outlet", _non_empty_text)
         if "type" in items:
             values["type"] = self.typed(items["type"][1], f"{where}.type", _source_type)
+        if "links" in items:
+            values["links"] = self.typed(items["links"][1], f"{where}.links", _css_selector)
         for key, convert in self._SOURCE_SETTINGS.items():
             if key in items:
                 values[key] = self.typed(items[key][1], f"{where}.{key}", convert)
@@ -381,6 +386,17 @@ def _http_url(value: object) -> str:
     if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
         raise ValueError(f"{url!r} is not an http(s) URL")
     return url
+
+
+def _css_selector(value: object) -> str:
+    from cssselect import GenericTranslator, SelectorError
+
+    selector = _non_empty_text(value)
+    try:
+        GenericTranslator().css_to_xpath(selector)
+    except SelectorError as e:
+        raise ValueError(f"{selector!r} is not a CSS selector: {e}") from None
+    return selector
 
 
 def _source_type(value: object) -> str:

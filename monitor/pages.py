@@ -1,18 +1,24 @@
 """Reading article pages politely: robots.txt, one page at a time, a budget per poll.
 
-Used for sitemap entries that carry no title. Each page is read once (never again once its
-article is stored), through the same Fetcher as feeds (limits, SSRF guard), and turned into a
-feed entry from its metadata (article.py).
+Used for sitemap entries that carry no title, and for `type: page` sources (a section page whose
+article links are found by a CSS selector or by how they look). Each page is read once (never
+again once its article is stored), through the same Fetcher as feeds (limits, SSRF guard), and
+turned into a feed entry from its metadata (article.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 from zoneinfo import ZoneInfo
+
+import lxml.etree
+import lxml.html
 
 from monitor.article import extract
 from monitor.config import Source
@@ -101,3 +107,46 @@ async def read_pages(
             )
         )
     return entries, warnings
+
+
+_ARTICLE_PATH = re.compile(r"/\d{4}/\d{1,2}/\d{1,2}/|/\d{5,}(?:/|$|\.)|[a-z0-9]+(?:-[a-z0-9]+){2,}")
+_NOT_ARTICLES = re.compile(
+    r"/(tag|tags|topic|topics|category|categories|section|author|authors|search|login|"
+    r"subscribe|about|contact|privacy|terms|video|videos|podcasts?)(/|$)",
+    re.IGNORECASE,
+)
+_CHROME = {"nav", "header", "footer", "aside"}
+
+
+def article_links(html: bytes, base: str, selector: str | None = None) -> list[str]:
+    """Links to articles on a section page: by CSS selector, or found by their look.
+
+    Without a selector: same-site links whose path looks like an article (a slug of three or
+    more words, a long numeric id, or a date), outside navigation, header, footer and asides.
+    """
+    try:
+        root = lxml.html.fromstring(html, base_url=base)
+    except (ValueError, lxml.etree.ParserError):
+        return []
+    root.make_links_absolute(base)
+    if selector:
+        anchors = [a for a in root.cssselect(selector) if a.tag == "a"]
+    else:
+        anchors = [a for a in root.iter("a") if not _in_chrome(a)]
+    site = urlsplit(base).hostname
+    links: dict[str, None] = {}
+    for anchor in anchors:
+        href = (anchor.get("href") or "").split("#")[0]
+        parts = urlsplit(href)
+        if parts.scheme not in ("http", "https") or parts.hostname != site:
+            continue
+        if selector or (_ARTICLE_PATH.search(parts.path) and not _NOT_ARTICLES.search(parts.path)):
+            links[href] = None
+    return list(links)
+
+
+def _in_chrome(element: Any) -> bool:
+    for ancestor in element.iterancestors():
+        if ancestor.tag in _CHROME or (ancestor.get("role") or "") == "navigation":
+            return True
+    return False

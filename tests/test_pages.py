@@ -1,0 +1,90 @@
+"""type: page sources over loopback: section pages we write, links by selector or by their look."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor import store
+from monitor.collect import collect
+from monitor.config import load_config
+from monitor.errors import ConfigError
+from monitor.pages import article_links
+from tests import server as srv
+from tests.conftest import write_config
+from tests.test_sitemap import ARTICLE
+
+NOW = datetime.now(UTC)
+SECTION = """<html><body>
+<header><nav><a href="/news/politics">Politics</a><a href="/about">About us</a>
+  <a href="/news/2026/11/25/nav-link-that-looks-like-an-article">Trending</a></nav></header>
+<main>
+  <h3><a href="/news/2026/11/25/asylum-seekers-held-in-prison">Asylum seekers held in prison</a></h3>
+  <h3><a href="/news/350123456">Amnesty report released</a></h3>
+  <a href="/tag/immigration">immigration</a>
+  <a href="/author/jane-smith-reporter">Jane Smith</a>
+  <a href="https://elsewhere.example/some-long-article-slug">Elsewhere</a>
+</main>
+<footer><a href="/privacy-policy-and-terms-of-use">Privacy</a></footer>
+</body></html>"""
+
+
+def test_article_links_by_their_look_and_by_selector():
+    base = "https://www.example.co.nz/news/national"
+    assert article_links(SECTION.encode(), base) == [
+        "https://www.example.co.nz/news/2026/11/25/asylum-seekers-held-in-prison",
+        "https://www.example.co.nz/news/350123456",
+    ]
+    assert article_links(SECTION.encode(), base, "h3 a") == [
+        "https://www.example.co.nz/news/2026/11/25/asylum-seekers-held-in-prison",
+        "https://www.example.co.nz/news/350123456",
+    ]
+    assert (
+        article_links(SECTION.encode(), base, "nav a")[0]
+        == "https://www.example.co.nz/news/politics"
+    )
+
+
+def run(config_path, db_path):
+    config = load_config(config_path)
+    with store.opened(db_path) as db:
+        reports = {r.source: r for r in asyncio.run(collect(config, db))}
+        rows = db.execute("SELECT title FROM articles ORDER BY title").fetchall()
+    return reports, rows
+
+
+def test_section_page_source_end_to_end(server, tmp_path, db_path):
+    published = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for path, title in [("/news/2026/11/25/asylum-seekers-held-in-prison", "Asylum seekers held in prison"),
+                        ("/news/350123456", "Amnesty report released")]:  # fmt: skip
+        server.route(
+            path, srv.static(ARTICLE.format(title=title, published=published).encode(), "text/html")
+        )
+    url = server.route("/news/national", srv.static(SECTION.encode(), "text/html"))
+    config = write_config(
+        tmp_path, [{"name": "Example", "url": url, "type": "page", "delay": "0s"}]
+    )
+    reports, rows = run(config, db_path)
+    assert reports["Example"].status == "ok", reports["Example"].line()
+    assert rows == [("Amnesty report released",), ("Asylum seekers held in prison",)]
+    # The layout changes and the selector finds nothing: a clear error, not a silent zero.
+    server.route(
+        "/news/national",
+        srv.static(b"<html><body><div class=new>...</div></body></html>", "text/html"),
+    )
+    config = write_config(
+        tmp_path, [{"name": "Example", "url": url, "type": "page", "links": "h3 a"}]
+    )
+    reports, _ = run(config, db_path)
+    assert reports["Example"].status == "not_a_feed"
+    assert "no article links the selector 'h3 a' matches" in (reports["Example"].error or "")
+
+
+def test_bad_selector_is_a_config_error(tmp_path):
+    config = write_config(
+        tmp_path, [{"name": "X", "url": "http://x.example/", "type": "page", "links": "h3 >> a["}]
+    )
+    with pytest.raises(ConfigError, match="is not a CSS selector"):
+        load_config(config)
