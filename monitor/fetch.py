@@ -93,6 +93,8 @@ class Fetcher:
         self._per_host = per_host
         self.robots_cache: dict[str, Any] = {}
         """robots.txt rules per origin, for pages.Robots."""
+        self.page_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """One article page at a time per host, whichever source asks (pages.read_pages)."""
         self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._per_host)
         )

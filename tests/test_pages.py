@@ -88,3 +88,41 @@ def test_bad_selector_is_a_config_error(tmp_path):
     )
     with pytest.raises(ConfigError, match="is not a CSS selector"):
         load_config(config)
+
+
+def test_one_article_page_at_a_time_per_host_across_sources(server, tmp_path, db_path):
+    import threading
+    import time
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    published = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def slow_article(title: str):
+        body = ARTICLE.format(title=title, published=published).encode()
+
+        def handler(h) -> None:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.1)  # long enough that two fetches would overlap without the host lock
+            with lock:
+                state["now"] -= 1
+            srv.send(h, 200, body, "text/html")
+
+        return handler
+
+    sources = []
+    for section in ("a", "b"):
+        links = "".join(
+            f'<h3><a href="/{section}/{n}/story-number-{n}">x</a></h3>' for n in range(3)
+        )
+        for n in range(3):
+            server.route(f"/{section}/{n}/story-number-{n}", slow_article(f"Story {section}{n}"))
+        url = server.route(
+            f"/{section}", srv.static(f"<html><body>{links}</body></html>".encode(), "text/html")
+        )
+        sources.append({"name": section, "url": url, "type": "page", "delay": "0s"})
+    reports, rows = run(write_config(tmp_path, sources), db_path)
+    assert len(rows) == 6, [r.line() for r in reports.values()]
+    assert state["most"] == 1
