@@ -22,7 +22,7 @@ from monitor import store, urls
 from monitor.config import Config, Source
 from monitor.dates import iso
 from monitor.entries import ParsedFeed
-from monitor.errors import FetchError, HTTPStatusError, ParseError, RetryLater
+from monitor.errors import FetchError, HTTPStatusError, NoArticles, ParseError, RetryLater
 from monitor.fetch import Fetcher, Limits, Response
 from monitor.normalise import Item, normalise_feed
 from monitor.pages import Robots, article_links, read_pages
@@ -217,7 +217,7 @@ async def _read_section_page(
     links = article_links(page.body, page.url, source.links)
     if not links:
         how = f"the selector {source.links!r} matches" if source.links else "we can recognise"
-        raise ParseError(
+        raise NoArticles(
             f"no article links {how} on the page: its layout may have changed, or it is a "
             "login wall; check the page and the source's `links:`"
         )

@@ -13,6 +13,7 @@ MonitorError
  │    ├── RedirectError      loop, too many hops, or a non-HTTP target
  │    └── TooLarge           the body is over the configured size cap
  └── ParseError            the body is not a usable feed           (recorded on that source only)
+      └── NoArticles         a section page shows no article links (layout change, login wall)
 
 Each FetchError and ParseError has a short `code` stored in `sources.last_status` and
 `fetches.status`, so staff can facet on the kind of failure, and `str(error)` is the full sentence.
@@ -106,3 +107,7 @@ class TooLarge(FetchError):
 
 class ParseError(MonitorError):
     code = "not_a_feed"
+
+
+class NoArticles(ParseError):
+    code = "no_articles"

@@ -482,12 +482,13 @@ def _record_health(
                 poll.source,
             ],
         )
-    _record_flag(db, poll.source, interval, failures, counts, now)
+    _record_flag(db, poll.source, poll.status, interval, failures, counts, now)
 
 
 def _record_flag(
     db: sqlite_utils.Database,
     source: str,
+    status: str,
     interval: int,
     failures: int,
     counts: Counts,
@@ -501,6 +502,17 @@ def _record_flag(
     new_times = [from_iso(r[0]) for r in rows]
     if counts.new:
         new_times.append(now)  # this poll's fetches row is written after us
+    if status == "no_articles":
+        # The failure staff hate most is silence: a page that brought articles last week and
+        # now shows none is flagged at once, not after the usual three failures.
+        (week,) = db.execute(
+            "SELECT coalesce(sum(new), 0) FROM fetches WHERE source = ? AND started >= ?",
+            [source, iso(now - timedelta(days=7))],
+        ).fetchone()
+        if week:
+            empty = f"empty: the page shows no article links, but brought {week} last week"
+            db.execute("UPDATE sources SET flag = ? WHERE name = ?", [empty, source])
+            return
     (last_ok,) = db.execute("SELECT last_ok FROM sources WHERE name = ?", [source]).fetchone()
     flag = health.flag(now, interval, failures, from_iso(last_ok) if last_ok else None, new_times)
     db.execute("UPDATE sources SET flag = ? WHERE name = ?", [flag, source])

@@ -78,8 +78,13 @@ def test_section_page_source_end_to_end(server, tmp_path, db_path):
         tmp_path, [{"name": "Example", "url": url, "type": "page", "links": "h3 a"}]
     )
     reports, _ = run(config, db_path)
-    assert reports["Example"].status == "not_a_feed"
+    assert reports["Example"].status == "no_articles"
     assert "no article links the selector 'h3 a' matches" in (reports["Example"].error or "")
+    # It brought articles last week and now shows none: flagged at once, not after 3 failures.
+    with store.opened(db_path) as db:
+        assert db.execute("SELECT flag FROM sources WHERE name = 'Example'").fetchone() == (
+            "empty: the page shows no article links, but brought 2 last week",
+        )
 
 
 def test_bad_selector_is_a_config_error(tmp_path):
