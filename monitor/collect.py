@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,10 @@ from monitor.topics import Matcher, tag
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+LOGIN_FORM = re.compile(rb"<input[^>]+type=[\"']?password", re.IGNORECASE)
+"""A password field on a section page: a login wall, not a layout change."""
 
 
 def utcnow() -> datetime:
@@ -215,6 +220,11 @@ async def _read_section_page(
 ) -> ParsedFeed:
     """The articles linked from a section page; each new one read once from its own page."""
     links = article_links(page.body, page.url, source.links)
+    if not links and LOGIN_FORM.search(page.body):
+        raise NoArticles(
+            "the page asks for a login (a login wall) instead of listing articles; use a public "
+            "section page, the outlet's feed, or its sitemap"
+        )
     if not links:
         how = f"the selector {source.links!r} matches" if source.links else "we can recognise"
         raise NoArticles(

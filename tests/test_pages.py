@@ -131,3 +131,14 @@ def test_one_article_page_at_a_time_per_host_across_sources(server, tmp_path, db
     reports, rows = run(write_config(tmp_path, sources), db_path)
     assert len(rows) == 6, [r.line() for r in reports.values()]
     assert state["most"] == 1
+
+
+def test_a_login_wall_is_named(server, tmp_path, db_path):
+    wall = b"""<html><body><form action="/login"><input name="user">
+    <input type="password" name="pass"><button>Sign in</button></form></body></html>"""
+    url = server.route("/premium", srv.static(wall, "text/html"))
+    reports, _ = run(
+        write_config(tmp_path, [{"name": "Premium", "url": url, "type": "page"}]), db_path
+    )
+    assert reports["Premium"].status == "no_articles"
+    assert "asks for a login (a login wall)" in (reports["Premium"].error or "")
