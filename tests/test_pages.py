@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from monitor import store
-from monitor.collect import collect
 from monitor.config import load_config
 from monitor.errors import ConfigError
 from monitor.pages import article_links
 from tests import server as srv
 from tests.conftest import write_config
 from tests.test_sitemap import ARTICLE
+from tests.test_sitemap import run as run_collect
 
 NOW = datetime.now(UTC)
 SECTION = """<html><body>
@@ -48,11 +47,7 @@ def test_article_links_by_their_look_and_by_selector():
 
 
 def run(config_path, db_path):
-    config = load_config(config_path)
-    with store.opened(db_path) as db:
-        reports = {r.source: r for r in asyncio.run(collect(config, db))}
-        rows = db.execute("SELECT title FROM articles ORDER BY title").fetchall()
-    return reports, rows
+    return run_collect(config_path, db_path, "SELECT title FROM articles ORDER BY title")
 
 
 def test_section_page_source_end_to_end(server, tmp_path, db_path):

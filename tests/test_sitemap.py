@@ -34,11 +34,12 @@ def news_sitemap(items: list[tuple[str, str, float]]) -> bytes:
     ).encode()
 
 
-def run(config_path, db_path):
+def run(config_path, db_path, sql: str = "SELECT url, title, outlet FROM articles ORDER BY url"):
+    """One collect over the config; the reports by source, and the rows `sql` selects after."""
     config = load_config(config_path)
     with store.opened(db_path) as db:
         reports = {r.source: r for r in asyncio.run(collect(config, db))}
-        rows = db.execute("SELECT url, title, outlet FROM articles ORDER BY url").fetchall()
+        rows = db.execute(sql).fetchall()
     return reports, rows
 
 
