@@ -116,7 +116,6 @@ def test_staff_pin_a_story_and_the_widget_shows_it_first(browser, monitor_url, s
     api = f"{monitor_url}/coverage/latest_headlines.json?_shape=array"
     widget = browser.new_page()
     widget.goto(server.url(f"/breaking-news.html?api={api}"))
-    widget.evaluate("document.querySelector('[data-breaking-news]').dataset.limit = '3'")
     widget.wait_for_selector("[data-state=ok]")
     items = widget.locator(".breaking-news__item")
     assert items.count() == 3
@@ -128,6 +127,12 @@ def test_staff_pin_a_story_and_the_widget_shows_it_first(browser, monitor_url, s
     assert widget.locator(".breaking-news__list img").count() == 0
     assert widget.locator("time").first.get_attribute("datetime")
     shot(widget, "5-widget")
+    # data-limit shortens the list (the editor's "latest 2"), keeping the pin first.
+    short = browser.new_page()
+    short.goto(server.url(f"/breaking-news.html?limit=2&api={api}"))
+    short.wait_for_selector("[data-state=ok]")
+    assert short.locator(".breaking-news__item").count() == 2
+    assert "Pinned" in short.locator(".breaking-news__item").nth(0).inner_text()
 
 
 def test_widget_falls_back_quietly_when_the_api_is_down(browser, server):
