@@ -19,6 +19,7 @@ import sqlite_utils
 from monitor import store_stories
 from monitor.dates import iso
 from monitor.errors import DatabaseError
+from monitor.stories import stems
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def opened(path: Path | str) -> Iterator[sqlite_utils.Database]:
 def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     """BEGIN IMMEDIATE: take the write lock up front, so the batch never fails half-way on it."""
     db.execute("BEGIN IMMEDIATE")
+    store_stories.check(db)
     try:
         yield
     except BaseException:
@@ -233,9 +235,8 @@ def m003_source_flag(db: sqlite_utils.Database) -> None:
 @migration
 def m004_stories(db: sqlite_utils.Database) -> None:
     _run_script(db, store_stories.SCHEMA)
-    rows = db.execute("SELECT id, title, summary, first_seen FROM articles").fetchall()
-    for article_id, title, summary, first_seen in rows:
-        store_stories.index_article(db, article_id, title, summary, first_seen)
+    for title, summary in db.execute("SELECT title, summary FROM articles").fetchall():
+        store_stories.count_words(db, stems(title) + stems(summary))
     store_stories.flush(db)
     store_stories.restory(db)
 
@@ -307,3 +308,18 @@ def m006_facet_indexes(db: sqlite_utils.Database) -> None:
     # Every facet and sort the staff pages offer has an index (the 1M-article figures in issue 6).
     db.execute("CREATE INDEX idx_stories_outlet ON stories (outlet, published)")
     db.execute("CREATE INDEX idx_fetches_status ON fetches (status, started)")
+
+
+@migration
+def m007_window_in_memory(db: sqlite_utils.Database) -> None:
+    # The clusterer now keeps the last few days of articles in memory, loaded through
+    # idx_articles_first_seen: the per-word index it used to query is no longer written.
+    db.execute("DROP TABLE story_index")
+
+
+@migration
+def m008_fts_in_bulk(db: sqlite_utils.Database) -> None:
+    # New articles reach the full-text index in one statement per write (store.py), not one
+    # trigger run per row: the same index, written at several times the speed. Edits and
+    # deletes keep their triggers (rare, and they must see the row's old text).
+    db.execute("DROP TRIGGER articles_fts_insert")

@@ -318,90 +318,150 @@ def _link_key(link: str) -> str:
 def _save_items(db: sqlite_utils.Database, source: str, items: list[Item], now: datetime) -> Counts:
     # A feed that repeats a GUID for different links has broken GUIDs: identify those by URL.
     repeated = {g for g, n in Counter(i.guid for i in items if i.guid).items() if n > 1}
+    guids = [i.guid if i.guid not in repeated else None for i in items]
+    stored = _prefetch(db, source, items, guids)
+    fresh = _NewArticles(db, source, now)
+    changed: set[int] = set()
+    """Stored articles updated by this poll: a later copy in the same poll must read them anew."""
+    stories: set[int] = set()
+    sightings: list[tuple[int, str, str]] = []
+    keys: list[tuple[str, int]] = []
     new = updated = unchanged = 0
-    stamp = iso(now)
-    for item in items:
-        guid = item.guid if item.guid not in repeated else None
-        row = _find(db, source, item, guid)
+    for item, guid in zip(items, guids, strict=True):
+        lookups = _lookups(source, item, guid)
+        row = next((stored[k] for k in lookups if k in stored), None)
+        if any(k in fresh.ids for k in lookups) or (row is not None and row["id"] in changed):
+            fresh.write()  # a copy of an article earlier in this poll: read it from the table
+            row = _find(db, source, item, guid)
         if row is None:
-            article_id = _insert(db, source, item, stamp)
+            article_id = fresh.add(item, lookups)
             new += 1
         else:
             article_id = row["id"]
-            if _update(db, row, item, stamp):
+            if _update(db, row, item, fresh.stamp):
+                changed.add(article_id)
+                stories.add(row["story_id"])
                 updated += 1
             else:
                 unchanged += 1
-        db.execute(
-            "INSERT OR IGNORE INTO sightings (article_id, source, first_seen) VALUES (?, ?, ?)",
-            [article_id, source, stamp],
-        )
-        if guid:
-            _add_key(db, _guid_key(source, guid), article_id)
-        if item.link != item.url:
-            _add_key(db, _link_key(item.link), article_id)
+        sightings.append((article_id, source, fresh.stamp))
+        keys += [(k, article_id) for kind, k in lookups if kind == "key"]
+    fresh.write()
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO sightings (article_id, source, first_seen) VALUES (?, ?, ?)",
+        sightings,
+    )
+    db.conn.executemany("INSERT OR IGNORE INTO article_keys (key, article_id) VALUES (?, ?)", keys)
+    store_stories.refresh(db, stories | fresh.stories)
     store_stories.flush(db)
     return Counts(new, updated, unchanged)
 
 
+Lookup = tuple[str, str]
+"""('key', an article_keys key) or ('url', a canonical URL): the ways an item is recognised."""
+
+
+def _lookups(source: str, item: Item, guid: str | None) -> list[Lookup]:
+    """In the order they are trusted: the feed's GUID, the canonical URL, the aggregator link."""
+    found: list[Lookup] = []
+    if guid:
+        found.append(("key", _guid_key(source, guid)))
+    found.append(("url", item.url))
+    if item.link != item.url:
+        found.append(("key", _link_key(item.link)))
+    return found
+
+
 _FOUND_COLUMNS = ("id", "title", "summary", "topics", "matched", "story_id")
+_SELECT = "a.id, a.title, a.summary, a.topics, a.matched, a.story_id"
+_LOOKUP_SQL = {
+    "key": ("k.key", "article_keys k JOIN articles a ON a.id = k.article_id"),
+    "url": ("a.url", "articles a"),
+}
+
+
+def _prefetch(
+    db: sqlite_utils.Database, source: str, items: list[Item], guids: list[str | None]
+) -> dict[Lookup, dict[str, Any]]:
+    """The stored articles a poll's items may be, in two queries rather than two per item."""
+    wanted = {
+        k for item, guid in zip(items, guids, strict=True) for k in _lookups(source, item, guid)
+    }
+    found: dict[Lookup, dict[str, Any]] = {}
+    for kind, (column, tables) in _LOOKUP_SQL.items():
+        values = [v for k, v in wanted if k == kind]
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {column}, {_SELECT} FROM {tables} WHERE {column} IN ({marks})"
+            for value, *row in db.execute(sql, chunk):
+                found[(kind, value)] = dict(zip(_FOUND_COLUMNS, row, strict=True))
+    return found
 
 
 def _find(
     db: sqlite_utils.Database, source: str, item: Item, guid: str | None
 ) -> dict[str, Any] | None:
-    columns = "a.id, a.title, a.summary, a.topics, a.matched, a.story_id"
-    if guid:
-        row = db.execute(
-            f"SELECT {columns} FROM article_keys k JOIN articles a ON a.id = k.article_id "
-            "WHERE k.key = ?",
-            [_guid_key(source, guid)],
-        ).fetchone()
+    for kind, value in _lookups(source, item, guid):
+        column, tables = _LOOKUP_SQL[kind]
+        row = db.execute(f"SELECT {_SELECT} FROM {tables} WHERE {column} = ?", [value]).fetchone()
         if row:
             return dict(zip(_FOUND_COLUMNS, row, strict=True))
-    row = db.execute(f"SELECT {columns} FROM articles a WHERE a.url = ?", [item.url]).fetchone()
-    if row is None and item.link != item.url:
-        row = db.execute(
-            f"SELECT {columns} FROM article_keys k JOIN articles a ON a.id = k.article_id "
-            "WHERE k.key = ?",
-            [_link_key(item.link)],
-        ).fetchone()
-    return dict(zip(_FOUND_COLUMNS, row, strict=True)) if row else None
+    return None
 
 
-def _insert(db: sqlite_utils.Database, source: str, item: Item, stamp: str) -> int:
-    cursor = db.execute(
-        """INSERT INTO articles (url, title, summary, published, first_seen, updated, source,
-            outlet, topics, matched, guid, link, aggregated)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            item.url,
-            item.title,
-            item.summary,
-            iso(item.published) if item.published else stamp,
-            stamp,
-            stamp,
-            source,
-            item.outlet,
-            json.dumps(sorted(set(item.topics))),
-            _terms_json(item.matched),
-            item.guid,
-            item.link,
-            int(item.aggregated),
-        ],
-    )
-    article_id = int(cursor.lastrowid or 0)
-    store_stories.index_article(db, article_id, item.title, item.summary, stamp)
-    store_stories.place(
-        db,
-        article_id,
-        item.title,
-        item.summary,
-        from_iso(stamp),
-        item.outlet if item.aggregated else None,
-        new=True,
-    )
-    return article_id
+class _NewArticles:
+    """A poll's new articles: placed in their stories one by one (each sees the ones before
+    it), written in one statement. Ids are handed out here, which is safe because the poll
+    holds the write lock (BEGIN IMMEDIATE)."""
+
+    def __init__(self, db: sqlite_utils.Database, source: str, now: datetime) -> None:
+        self.db, self.source, self.now, self.stamp = db, source, now, iso(now)
+        self.ids: dict[Lookup, int] = {}
+        self.stories: set[int] = set()
+        self.rows: list[tuple[Any, ...]] = []
+        self.next_id: int | None = None
+
+    def add(self, item: Item, lookups: list[Lookup]) -> int:
+        if self.next_id is None:
+            (self.next_id,) = self.db.execute(
+                "SELECT coalesce(max(id), 0) + 1 FROM articles"
+            ).fetchone()
+        article_id = self.next_id
+        self.next_id += 1
+        placed = store_stories.place(
+            self.db, article_id, item.title, item.summary, item.outlet, self.now, item.aggregated
+        )
+        self.rows.append((
+            article_id, item.url, item.title, item.summary,
+            iso(item.published) if item.published else self.stamp, self.stamp, self.stamp,
+            self.source, item.outlet, json.dumps(sorted(set(item.topics))),
+            _terms_json(item.matched), item.guid, item.link, int(item.aggregated),
+            placed.assignment.story_id, placed.assignment.reason, placed.words,
+        ))  # fmt: skip
+        self.ids.update((k, article_id) for k in lookups)
+        self.stories.add(placed.assignment.story_id)
+        return article_id
+
+    def write(self) -> None:
+        if not self.rows:
+            return
+        self.db.conn.executemany(
+            """INSERT INTO articles (id, url, title, summary, published, first_seen, updated,
+                source, outlet, topics, matched, guid, link, aggregated, story_id, match_reason,
+                words)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            self.rows,
+        )
+        # Before anything else in the transaction can edit them (the update trigger expects
+        # every stored article to be indexed).
+        self.db.execute(
+            """INSERT INTO articles_fts (rowid, title, summary)
+            SELECT id, title, summary FROM articles WHERE id BETWEEN ? AND ?""",
+            [self.rows[0][0], self.rows[-1][0]],
+        )
+        self.rows.clear()
+        self.ids.clear()
 
 
 def _update(db: sqlite_utils.Database, row: dict[str, Any], item: Item, stamp: str) -> bool:
@@ -417,24 +477,17 @@ def _update(db: sqlite_utils.Database, row: dict[str, Any], item: Item, stamp: s
         )
     if not text_changed and topics == json.loads(row["topics"]):
         return False
+    # An article keeps its story when edited; the caller refreshes the story's title and topics.
     db.execute(
         """UPDATE articles SET title = ?, summary = ?, updated = ?, topics = ?, matched = ?
         WHERE id = ?""",
         [item.title, item.summary, stamp, json.dumps(topics), _terms_json(matched), row["id"]],
     )
-    # An article keeps its story when edited; the story's title and topics follow the edit.
-    store_stories.refresh(db, [row["story_id"]])
     return True
 
 
 def _terms_json(terms: Mapping[str, Iterable[str]]) -> str:
     return json.dumps({topic: list(words) for topic, words in sorted(terms.items())})
-
-
-def _add_key(db: sqlite_utils.Database, key: str, article_id: int) -> None:
-    db.execute(
-        "INSERT OR IGNORE INTO article_keys (key, article_id) VALUES (?, ?)", [key, article_id]
-    )
 
 
 def _record_health(

@@ -8,9 +8,9 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -61,74 +61,110 @@ ALTER TABLE articles ADD COLUMN words TEXT NOT NULL DEFAULT '';
 """
 
 
-class _Cache:
-    """Per-connection memory of word rarity and article vectors.
+class _Memory:
+    """The clusterer's working set for one connection: word rarity and the last WINDOW of
+    articles (title word -> newest ids, each article's words, vector and story).
 
-    Both drift slowly (a word's count grows by one per article), so remembering them for the
-    life of a connection keeps the cost of placing one article to one indexed query, whatever
-    the size of the archive.
+    Placing an article is then arithmetic on memory, whatever the size of the archive. It is
+    valid while this connection is the only writer: `check()` drops it when PRAGMA data_version
+    says another connection committed (a staff merge, a second collector), and a rollback drops
+    it (schema.transaction calls forget()).
     """
 
-    VECTORS = 50_000
+    SWEEP = 5_000
+    """Placements between sweeps of articles that have left the window."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int) -> None:
+        self.version = version
         self.docs: dict[str, int] = {}
         self.pending: dict[str, int] = {}
         """Word counts added since the last flush(): written once per batch, not per article."""
-        self.vectors: OrderedDict[int, dict[str, float]] = OrderedDict()
+        self.since: datetime | None = None
+        """Every article placed from then on is in memory (None: nothing loaded yet)."""
+        self.by_word: dict[str, list[int]] = {}
+        """Title word -> ids of the newest PER_WORD articles using it, oldest first."""
+        self.articles: dict[int, Candidate] = {}
+        self.story_start: dict[int, datetime] = {}
+        """Story id -> its first article's first_seen (for stories with articles in memory)."""
+        self.horizon: datetime | None = None
+        """The newest first_seen placed."""
+        self.placed = 0
 
-    def vector(self, candidate: Candidate, idf: stories.Rarity) -> dict[str, float]:
-        found = self.vectors.get(candidate.id)
-        if found is None:
-            found = self.vectors[candidate.id] = stories.vector(candidate.words, idf)
-            if len(self.vectors) > self.VECTORS:
-                self.vectors.popitem(last=False)
-        return found
+    def add(self, article: Candidate, title_words: Iterable[str]) -> None:
+        self.articles[article.id] = article
+        self.story_start.setdefault(article.story_id, article.story_first_seen)
+        for word in title_words:
+            ids = self.by_word.setdefault(word, [])
+            ids.append(article.id)
+            if len(ids) > stories.PER_WORD:
+                del ids[0]
+
+    def sweep(self, now: datetime) -> None:
+        # Two windows are kept, so a poll that started a little before the newest one placed
+        # still finds its whole window here.
+        low = self.since = now - 2 * stories.WINDOW
+        self.articles = {i: a for i, a in self.articles.items() if a.first_seen >= low}
+        kept = {word: [i for i in ids if i in self.articles] for word, ids in self.by_word.items()}
+        self.by_word = {word: ids for word, ids in kept.items() if ids}
+        live = {a.story_id for a in self.articles.values()}
+        self.story_start = {i: t for i, t in self.story_start.items() if i in live}
 
 
-_CACHES: WeakKeyDictionary[sqlite_utils.Database, _Cache] = WeakKeyDictionary()
+_MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
 
 
-def _cache(db: sqlite_utils.Database) -> _Cache:
-    cache = _CACHES.get(db)
-    if cache is None:
-        cache = _CACHES[db] = _Cache()
-    return cache
+def _version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
 
 
-def flush(db: sqlite_utils.Database) -> None:
-    """Write the word counts of the articles indexed since the last flush (same transaction)."""
-    cache = _cache(db)
-    if cache.pending:
-        db.conn.executemany(
-            """INSERT INTO story_words (word, docs) VALUES (?, ?)
-            ON CONFLICT (word) DO UPDATE SET docs = docs + excluded.docs""",
-            cache.pending.items(),
-        )
-        cache.pending.clear()
+def _memory(db: sqlite_utils.Database) -> _Memory:
+    memory = _MEMORY.get(db)
+    if memory is None:
+        memory = _MEMORY[db] = _Memory(_version(db))
+    return memory
+
+
+def check(db: sqlite_utils.Database) -> None:
+    """At the start of a write transaction: forget what another connection may have changed."""
+    memory = _MEMORY.get(db)
+    if memory is not None and memory.version != _version(db):
+        forget(db)
 
 
 def forget(db: sqlite_utils.Database) -> None:
-    """After a rollback: what the cache remembers may no longer be in the database."""
-    _CACHES.pop(db, None)
+    """After a rollback, or a change by another connection: memory may not match the database."""
+    _MEMORY.pop(db, None)
 
 
-def index_article(
-    db: sqlite_utils.Database, article_id: int, title: str, summary: str, first_seen: str
-) -> None:
-    """Record the article's words: rarity counts, title words for blocking, and the words
-    themselves on the article, so candidates are never re-tokenised."""
-    words = stories.stems(title) + stories.stems(summary)
+def flush(db: sqlite_utils.Database) -> None:
+    """Write the word counts of the articles placed since the last flush (same transaction)."""
+    memory = _memory(db)
+    if memory.pending:
+        db.conn.executemany(
+            """INSERT INTO story_words (word, docs) VALUES (?, ?)
+            ON CONFLICT (word) DO UPDATE SET docs = docs + excluded.docs""",
+            memory.pending.items(),
+        )
+        memory.pending.clear()
+
+
+def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
+    """Count an article's distinct words towards their rarity (written by flush())."""
     distinct = stories.distinct(words)
     _docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
-    cache = _cache(db)
+    memory = _memory(db)
     for word in distinct:
-        cache.docs[word] += 1
-        cache.pending[word] = cache.pending.get(word, 0) + 1
-    db.conn.executemany(
-        "INSERT OR IGNORE INTO story_index (word, first_seen, article_id) VALUES (?, ?, ?)",
-        ((w, first_seen, article_id) for w in stories.distinct(stories.stems(title))),
-    )
+        memory.docs[word] += 1
+        memory.pending[word] = memory.pending.get(word, 0) + 1
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A story decision for an article, with what the articles row stores of it."""
+
+    assignment: Assignment
+    words: str
+    """stems() of title and summary, space-separated (articles.words)."""
 
 
 def place(
@@ -136,91 +172,105 @@ def place(
     article_id: int,
     title: str,
     summary: str,
+    outlet: str,
     first_seen: datetime,
-    aggregator_outlet: str | None,
+    aggregated: bool,
     *,
-    new: bool = False,
-) -> Assignment:
-    """Decide and record the story of an article already inserted and indexed.
+    new: bool = True,
+    override: Assignment | None = None,
+) -> Placed:
+    """Decide the story of an article (the newest so far) and remember it for later ones.
 
-    `new`: the article was inserted just now, so staff cannot have overridden it yet and it is
-    the newest article (its id stands in for the article count).
+    Nothing is written but word counts (flush()): the caller stores `story_id`, `match_reason`
+    and `words` with the article, then calls refresh() for the stories it touched. `new`: the
+    article was not in the archive before, so its words count towards rarity and its id stands
+    in for the article count; `override` is a staff decision that wins over the clusterer.
     """
+    memory = _memory(db)
+    if memory.since is not None and first_seen - stories.WINDOW < memory.since:
+        forget(db)  # far back in time (a backfill, a clock change): not the window in memory
+        memory = _memory(db)
+    if memory.since is None:
+        _load_window(db, memory, first_seen)
+    # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
+    memory.horizon = max(memory.horizon or first_seen, first_seen)
+    title_words = stories.distinct(stories.stems(title))
     mine = stories.stems(title) + stories.stems(summary)
-    override = None
-    if not new:
-        override = db.execute(
-            "SELECT story_id, action FROM story_overrides WHERE article_id = ?", [article_id]
-        ).fetchone()
-    if override is not None:
-        assignment = Assignment(override[0], f"staff {override[1]}")
-    else:
-        candidates = _candidates(db, article_id, title, first_seen)
-        cache = _cache(db)
-        # Rarity is needed for this article's words and for candidates not scored before.
-        fresh = [c for c in candidates if c.id not in cache.vectors]
-        words = stories.distinct([w for c in fresh for w in c.words] + mine)
-        idf = stories.Rarity(_docs(db, words), article_id if new else _total(db))
-        assignment = stories.assign(
-            title,
-            mine,
-            first_seen,
-            candidates,
-            idf,
-            lambda c: cache.vector(c, idf),
-            aggregator_outlet,
-        ) or Assignment(article_id, "first report")
-    db.execute(
-        "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?",
-        [
-            assignment.story_id,
-            assignment.reason,
-            " ".join(mine),
-            article_id,
-        ],
+    if new:
+        count_words(db, mine)
+    key = stories.fold(title)
+    candidates = _candidates(memory, title_words, first_seen) if override is None else []
+    fresh = [c for c in candidates if c.vector is None]
+    words = stories.distinct([w for c in fresh for w in c.words] + mine)
+    idf = stories.Rarity(_docs(db, words), article_id if new else _total(db))
+    vector = stories.vector(mine, idf)
+    assignment = (
+        override
+        or stories.assign(key, vector, first_seen, candidates, idf, outlet if aggregated else None)
+        or Assignment(article_id, "first report")
     )
-    refresh(db, [assignment.story_id])
-    return assignment
+    memory.add(
+        Candidate(
+            article_id,
+            key,
+            tuple(mine),
+            outlet,
+            first_seen,
+            assignment.story_id,
+            memory.story_start.get(assignment.story_id, first_seen),
+            vector,
+        ),
+        title_words,
+    )
+    memory.placed += 1
+    if memory.placed % memory.SWEEP == 0:
+        memory.sweep(memory.horizon)
+    return Placed(assignment, " ".join(mine))
 
 
-def _candidates(
-    db: sqlite_utils.Database, article_id: int, title: str, first_seen: datetime
-) -> list[Candidate]:
-    """Earlier articles within the window that share a title word: the newest few per word.
+def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> None:
+    """The stored articles of the last WINDOW, oldest first, as placing would have added them."""
+    rows = db.execute(
+        """SELECT a.id, a.title, a.words, a.outlet, a.first_seen, a.story_id, s.first_seen
+        FROM articles a JOIN stories s ON s.id = a.story_id
+        WHERE a.first_seen BETWEEN ? AND ? ORDER BY a.first_seen, a.id""",
+        [iso(now - stories.WINDOW), iso(now)],
+    ).fetchall()
+    for article_id, title, words, outlet, seen, story_id, story_seen in rows:
+        article = Candidate(
+            article_id,
+            stories.fold(title),
+            tuple(words.split()),
+            outlet,
+            from_iso(seen),
+            story_id,
+            from_iso(story_seen),
+        )
+        memory.add(article, stories.distinct(stories.stems(title)))
+    memory.since = now - stories.WINDOW
+
+
+def _candidates(memory: _Memory, title_words: list[str], first_seen: datetime) -> list[Candidate]:
+    """Articles placed earlier, within the window, that share a title word: the newest few per
+    word.
 
     Per word, so that a reworded headline sharing only common words ("asylum", "prison") with
     the story still meets its most recent members; newest first, because copies and rewrites
-    of a story arrive within hours of each other.
+    of a story arrive within hours of each other. The articles sharing the most title words
+    come first; only the best MAX_CANDIDATES are scored.
     """
-    words = stories.distinct(stories.stems(title))[: stories.BLOCKING_WORDS]
-    if not words:
-        return []
-    low, high = iso(first_seen - stories.WINDOW), iso(first_seen)
-    per_word = """SELECT * FROM (SELECT article_id FROM story_index
-        WHERE word = ? AND first_seen BETWEEN ? AND ? ORDER BY first_seen DESC LIMIT ?)"""
-    params: list[Any] = []
-    for word in words:
-        params += [word, low, high, stories.PER_WORD]
-    # The articles sharing the most title words come first; only the best few are scored.
-    rows = db.execute(
-        f"""SELECT a.id, a.title, a.words, a.outlet, a.first_seen, a.story_id, s.first_seen
-        FROM (SELECT article_id, count(*) AS shared
-              FROM ({" UNION ALL ".join([per_word] * len(words))})
-              WHERE article_id != ? GROUP BY article_id
-              ORDER BY shared DESC, article_id DESC LIMIT ?) AS c
-        JOIN articles a ON a.id = c.article_id
-        JOIN stories s ON s.id = a.story_id
-        WHERE a.first_seen < ? OR (a.first_seen = ? AND a.id < ?)""",
-        [*params, article_id, stories.MAX_CANDIDATES, high, high, article_id],
-    ).fetchall()
-    return [
-        Candidate(r[0], r[1], tuple(r[2].split()), r[3], from_iso(r[4]), r[5], from_iso(r[6]))
-        for r in rows
-    ]
+    low = first_seen - stories.WINDOW
+    shared: dict[int, int] = {}
+    for word in title_words[: stories.BLOCKING_WORDS]:
+        for article_id in memory.by_word.get(word, ()):
+            shared[article_id] = shared.get(article_id, 0) + 1
+    best = sorted(shared, key=lambda i: (shared[i], i), reverse=True)
+    found = [memory.articles[i] for i in best]
+    return [c for c in found if c.first_seen >= low][: stories.MAX_CANDIDATES]
 
 
 def _docs(db: sqlite_utils.Database, words: list[str]) -> dict[str, int]:
-    known = _cache(db).docs
+    known = _memory(db).docs
     missing = [w for w in words if w not in known]
     for start in range(0, len(missing), 500):
         chunk = missing[start : start + 500]
@@ -291,6 +341,7 @@ def merge(db: sqlite_utils.Database, into: int, other: int, by: str, at: str) ->
     for article_id in moved:
         _override(db, article_id, into, "merge", by, at)
     refresh(db, [into, other])
+    forget(db)
     return len(moved)
 
 
@@ -311,6 +362,7 @@ def split(db: sqlite_utils.Database, article_id: int, by: str, at: str) -> int:
             )
             refresh(db, [rest[0]])
     refresh(db, [old, article_id])
+    forget(db)
     return int(old)
 
 
@@ -334,12 +386,29 @@ def restory(db: sqlite_utils.Database) -> int:
     Deterministic: the same articles (and overrides) always give the same story ids.
     """
     db.execute("DELETE FROM stories")
-    db.execute("UPDATE articles SET story_id = NULL, match_reason = NULL")
+    forget(db)
+    _memory(db).since = datetime.min.replace(tzinfo=UTC)  # nothing is placed yet: empty window
+    overrides = {
+        article_id: Assignment(story_id, f"staff {action}")
+        for article_id, story_id, action in db.execute(
+            "SELECT article_id, story_id, action FROM story_overrides"
+        )
+    }
     rows: list[Any] = db.execute(
-        """SELECT id, title, summary, first_seen, outlet, aggregated FROM articles
+        """SELECT id, title, summary, outlet, first_seen, aggregated FROM articles
         ORDER BY first_seen, id"""
     ).fetchall()
-    for article_id, title, summary, first_seen, outlet, aggregated in rows:
-        place(db, article_id, title, summary, from_iso(first_seen), outlet if aggregated else None)
-    flush(db)
+    decided = []
+    for article_id, title, summary, outlet, first_seen, aggregated in rows:
+        placed = place(
+            db, article_id, title, summary, outlet, from_iso(first_seen), bool(aggregated),
+            new=False, override=overrides.get(article_id),
+        )  # fmt: skip
+        decided.append(
+            (placed.assignment.story_id, placed.assignment.reason, placed.words, article_id)
+        )
+    db.conn.executemany(
+        "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?", decided
+    )
+    refresh(db, [story_id for story_id, *_ in decided])
     return int(db.execute("SELECT count(*) FROM stories").fetchone()[0])

@@ -4,7 +4,7 @@ Matching runs cheapest first and records why an article joined a story:
   1. the same normalised title within the time window ("same title"), or an aggregator item
      naming the outlet and title of an article we have ("aggregator copy of <outlet>");
   2. a near-duplicate: candidates are found by blocking on the article's title words, the
-     newest few per word (store_stories.py keeps a word -> article index ordered by time, so the
+     newest few per word (store_stories.py keeps the last WINDOW of articles in memory, so the
      cost of one article does not grow with the archive), then scored by tf-idf cosine on title
      plus summary, the bar rising as the story ages so that follow-ups start stories of their own.
 Everything here is pure: store_stories.py supplies the candidates and writes the result.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,18 +50,22 @@ STOPWORDS = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
-    """An earlier article as the clusterer sees it."""
+    """An earlier article as the clusterer sees it (store_stories.py keeps these in memory and
+    moves them between stories, hence mutable)."""
 
     id: int
-    title: str
+    key: str
+    """fold() of its title."""
     words: tuple[str, ...]
     """stems() of its title and summary."""
     outlet: str
     first_seen: datetime
     story_id: int
     story_first_seen: datetime
+    vector: Mapping[str, float] | None = None
+    """tf-idf of `words`, computed the first time it is scored."""
 
 
 @dataclass(frozen=True)
@@ -95,29 +99,26 @@ def distinct(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-class Rarity:
-    """Inverse document frequency, computed for a word when first asked."""
+class Rarity(dict[str, float]):
+    """Inverse document frequency, computed for a word when first asked (`rarity[word]`)."""
 
     def __init__(self, docs: Mapping[str, int], total: int) -> None:
+        super().__init__()
         self._docs = docs
         self._total = max(total, 1)
-        self._memo: dict[str, float] = {}
 
-    def __call__(self, word: str) -> float:
-        value = self._memo.get(word)
-        if value is None:
-            # A word nobody has seen yet counts as seen once: as rare as any.
-            value = math.log(1 + self._total / max(self._docs.get(word, 1), 1))
-            self._memo[word] = value
+    def __missing__(self, word: str) -> float:
+        # A word nobody has seen yet counts as seen once: as rare as any.
+        value = self[word] = math.log(1 + self._total / max(self._docs.get(word, 1), 1))
         return value
 
 
-def vector(words: Iterable[str], idf: Callable[[str], float]) -> dict[str, float]:
+def vector(words: Iterable[str], idf: Mapping[str, float]) -> dict[str, float]:
     """tf-idf of an article's words, unit length."""
     counts: dict[str, int] = {}
     for word in words:
         counts[word] = counts.get(word, 0) + 1
-    weights = {w: (1 + math.log(n)) * idf(w) for w, n in counts.items()}
+    weights = {w: (1 + math.log(n)) * idf[w] if n > 1 else idf[w] for w, n in counts.items()}
     norm = math.sqrt(sum(x * x for x in weights.values())) or 1.0
     return {w: x / norm for w, x in weights.items()}
 
@@ -128,34 +129,33 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 
 def assign(
-    title: str,
-    words: Sequence[str],
+    key: str,
+    mine: Mapping[str, float],
     first_seen: datetime,
     candidates: Sequence[Candidate],
-    idf: Callable[[str], float],
-    vector_of: Callable[[Candidate], Mapping[str, float]] | None = None,
+    idf: Mapping[str, float],
     aggregator_outlet: str | None = None,
 ) -> Assignment | None:
     """The story an article joins, or None when it starts its own.
 
-    `words` are stems() of its title and summary; `candidates` are earlier articles;
-    `idf` is a Rarity; `vector_of` may remember candidates' vectors;
+    `key` is fold() of its title and `mine` the vector() of its words; `candidates` are
+    earlier articles (their vectors are filled in when missing); `idf` is a Rarity;
     `aggregator_outlet` is the outlet an aggregator item names (Google News <source>).
     """
-    key = fold(title)
     near = sorted(
         (c for c in candidates if abs(c.first_seen - first_seen) <= WINDOW),
         key=lambda c: (c.first_seen, c.id),  # oldest first: ties go to the original
     )
     for c in near:
-        if fold(c.title) == key:
+        if c.key == key:
             if aggregator_outlet and c.outlet.lower() == aggregator_outlet.lower():
                 return Assignment(c.story_id, f"aggregator copy of {c.outlet}")
             return Assignment(c.story_id, "same title")
-    mine = vector(words, idf)
     best: tuple[float, float, Candidate] | None = None
     for c in near:
-        score = cosine(mine, vector_of(c) if vector_of else vector(c.words, idf))
+        if c.vector is None:
+            c.vector = vector(c.words, idf)
+        score = cosine(mine, c.vector)
         hours = max((first_seen - c.story_first_seen).total_seconds() / 3600, 0.0)
         needed = THRESHOLD + FOLLOW_UP_PENALTY * min(hours / 12, 2)
         if score >= needed and (best is None or score - needed > best[0] - best[1]):

@@ -71,6 +71,8 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m004_stories",),
         ("m005_triage",),
         ("m006_facet_indexes",),
+        ("m007_window_in_memory",),
+        ("m008_fts_in_bulk",),
     ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
@@ -139,6 +141,23 @@ def test_repeated_guids_in_one_feed_do_not_merge_different_links(db):
     counts = store.record_poll(db, ok(), 600, [item(1, guid="same"), item(2, guid="same")])
     assert counts.new == 2
     assert rows(db, "SELECT count(*) FROM articles") == [(2,)]
+
+
+def test_a_copy_later_in_the_same_poll_edits_the_article_written_just_before(db):
+    # New articles are written in one statement per poll; an edited copy later in the same feed
+    # must still find the first, update it, and leave the full-text index consistent.
+    first, edited = item(1), item(1, guid="g1-again", title="Headline 1 corrected")
+    counts = store.record_poll(db, ok(), 600, [first, item(2), edited])
+    assert (counts.new, counts.updated, counts.unchanged) == (2, 1, 0)
+    assert rows(db, "SELECT id, title FROM articles ORDER BY id") == [
+        (1, "Headline 1 corrected"), (2, item(2).title),
+    ]  # fmt: skip
+    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'corrected'") == [(1,)]
+    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'about'") == [(2,)]
+    assert rows(db, "SELECT key, article_id FROM article_keys ORDER BY key") == [
+        ("guid\x1fRNZ\x1fg1", 1), ("guid\x1fRNZ\x1fg1-again", 1), ("guid\x1fRNZ\x1fg2", 2),
+    ]  # fmt: skip
+    db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")
 
 
 def test_unchanged_items_are_counted(db):
