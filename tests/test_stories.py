@@ -193,6 +193,29 @@ def test_merge_and_split_by_hand_survive_restory(db_path):
     db.close()
 
 
+def test_the_collector_sees_a_merge_made_by_another_process(db, db_path):
+    # The collector's connection keeps recent articles' stories in memory; a staff merge from
+    # another connection must not leave it adding copies to the story that was merged away.
+    rows = labelled_rows()
+    ids = load(db, rows)
+    stories_of = [r["story"] for r in rows]
+    visa, skilled = ids[stories_of.index("visa-queues")], ids[stories_of.index("skilled-migrant")]
+    story = dict(db.execute("SELECT id, story_id FROM articles").fetchall())
+    merged = CliRunner().invoke(
+        main, ["stories", "merge", str(story[visa]), str(story[skilled]), "--db", str(db_path)]
+    )
+    assert merged.exit_code == 0, merged.output
+    copy = rows[stories_of.index("skilled-migrant")]
+    at = BASE + timedelta(minutes=int(copy["minutes"]) + 30)
+    item = Item(url="https://copy.example/1", link="https://copy.example/1", guid=None,
+                title=copy["title"], summary=copy["summary"], published=None, outlet="ODT")  # fmt: skip
+    store.record_poll(db, Poll("S", at, 1, "ok"), 600, [item], now=at)
+    (joined,) = db.execute(
+        "SELECT story_id FROM articles WHERE url = 'https://copy.example/1'"
+    ).fetchone()
+    assert joined == story[visa] != story[skilled]
+
+
 def test_fold_and_suffixes():
     assert fold("‘Immediate’ and “urgent” – Tāmaki!") == "immediate and urgent tamaki"
     assert strip_outlet("Story - RNZ", {"RNZ"}) == ("Story", "RNZ")
