@@ -291,37 +291,39 @@ def _total(db: sqlite_utils.Database) -> int:
 
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
     """Recompute story rows from their articles (and drop stories left empty)."""
-    for story_id in set(story_ids):
-        members = db.execute(
-            """SELECT title, url, outlet, published, first_seen, topics
-            FROM articles WHERE story_id = ?
-            ORDER BY aggregated, published, first_seen, id""",
-            [story_id],
-        ).fetchall()
-        if not members:
-            db.execute("DELETE FROM stories WHERE id = ?", [story_id])
-            continue
-        title, url, outlet, published, _, _ = members[0]
-        outlets = list(dict.fromkeys(m[2] for m in members))
-        topics = sorted({t for m in members for t in json.loads(m[5])})
-        db.execute(
+    wanted = sorted(set(story_ids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        members: dict[int, list[Any]] = {story_id: [] for story_id in chunk}
+        for row in db.execute(
+            f"""SELECT story_id, title, url, outlet, published, first_seen, topics
+            FROM articles WHERE story_id IN ({",".join("?" * len(chunk))})
+            ORDER BY story_id, aggregated, published, first_seen, id""",
+            chunk,
+        ):
+            members[row[0]].append(row[1:])
+        db.conn.executemany(
+            "DELETE FROM stories WHERE id = ?", [(i,) for i, rows in members.items() if not rows]
+        )
+        db.conn.executemany(
             """INSERT OR REPLACE INTO stories (id, title, url, outlet, published, first_seen,
                 last_seen, outlets, outlet_list, articles, topics)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                story_id,
-                title,
-                url,
-                outlet,
-                published,
-                min(m[4] for m in members),
-                max(m[4] for m in members),
-                len(outlets),
-                json.dumps(outlets),
-                len(members),
-                json.dumps(topics),
-            ],
+            [_story_row(i, rows) for i, rows in members.items() if rows],
         )
+
+
+def _story_row(story_id: int, members: list[Any]) -> tuple[Any, ...]:
+    """A story as its articles make it, the first (by publication, originals before
+    aggregator copies) giving its headline."""
+    title, url, outlet, published, _, _ = members[0]
+    outlets = list(dict.fromkeys(m[2] for m in members))
+    topics = sorted({t for m in members for t in json.loads(m[5])})
+    return (
+        story_id, title, url, outlet, published, min(m[4] for m in members),
+        max(m[4] for m in members), len(outlets), json.dumps(outlets), len(members),
+        json.dumps(topics),
+    )  # fmt: skip
 
 
 def refresh_topics(db: sqlite_utils.Database) -> None:

@@ -156,6 +156,8 @@ def assign(
         if c.vector is None:
             c.vector = vector(c.words, idf)
         score = cosine(mine, c.vector)
+        if score < THRESHOLD:
+            continue  # below the lowest bar, whatever the story's age
         hours = max((first_seen - c.story_first_seen).total_seconds() / 3600, 0.0)
         needed = THRESHOLD + FOLLOW_UP_PENALTY * min(hours / 12, 2)
         if score >= needed and (best is None or score - needed > best[0] - best[1]):
