@@ -111,6 +111,7 @@ async def collect(
             return list(await asyncio.gather(*polls))
     finally:
         matcher.close()
+        store.finish(db)
 
 
 async def poll_source(

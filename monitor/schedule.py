@@ -129,6 +129,7 @@ class Collector:
             removed = store.prune_unmatched(self.db, self.config, utcnow())
             if removed:
                 log.info("pruned articles that match no topic: %s", removed)
+            store.finish(self.db)  # a day's word counts, in case the process is killed later
             polls = store.prune_fetches(self.db, utcnow())
             if polls:
                 log.info("pruned %d poll records older than 90 days", polls)
@@ -145,6 +146,7 @@ class Collector:
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
         await self.fetcher.aclose()
         self.matcher.close()
+        store.finish(self.db)
 
 
 def _source_topics(config: Config) -> dict[str, tuple[str, ...]]:

@@ -237,7 +237,7 @@ def m004_stories(db: sqlite_utils.Database) -> None:
     _run_script(db, store_stories.SCHEMA)
     for title, summary in db.execute("SELECT title, summary FROM articles").fetchall():
         store_stories.count_words(db, stems(title) + stems(summary))
-    store_stories.flush(db)
+    store_stories.flush(db, force=True)
     store_stories.restory(db)
 
 

@@ -175,6 +175,13 @@ def record_poll(
     return counts
 
 
+def finish(db: sqlite_utils.Database) -> None:
+    """At the end of a collection pass (or of the scheduler): write what the store keeps in
+    memory between polls, the new articles' word counts."""
+    with transaction(db):
+        store_stories.flush(db, force=True)
+
+
 @dataclass(frozen=True)
 class Retag:
     changed: int

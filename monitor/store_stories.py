@@ -73,12 +73,16 @@ class _Memory:
 
     SWEEP = 5_000
     """Placements between sweeps of articles that have left the window."""
+    FLUSH_EVERY = 1_000
+    """Articles whose word counts are written together: one upsert per distinct word costs
+    about as much as placing the articles, and rarity barely moves in a thousand articles."""
 
     def __init__(self, version: int) -> None:
         self.version = version
         self.docs: dict[str, int] = {}
         self.pending: dict[str, int] = {}
-        """Word counts added since the last flush(): written once per batch, not per article."""
+        """Word counts added since the last flush(): written every FLUSH_EVERY articles."""
+        self.unflushed = 0
         self.since: datetime | None = None
         """Every article placed from then on is in memory (None: nothing loaded yet)."""
         self.by_word: dict[str, list[int]] = {}
@@ -125,9 +129,11 @@ def _memory(db: sqlite_utils.Database) -> _Memory:
 
 
 def check(db: sqlite_utils.Database) -> None:
-    """At the start of a write transaction: forget what another connection may have changed."""
+    """At the start of a write transaction: forget what another connection may have changed
+    (keeping our word counts: counts add up, whoever wrote in between)."""
     memory = _MEMORY.get(db)
     if memory is not None and memory.version != _version(db):
+        flush(db, force=True)
         forget(db)
 
 
@@ -136,16 +142,21 @@ def forget(db: sqlite_utils.Database) -> None:
     _MEMORY.pop(db, None)
 
 
-def flush(db: sqlite_utils.Database) -> None:
-    """Write the word counts of the articles placed since the last flush (same transaction)."""
-    memory = _memory(db)
-    if memory.pending:
+def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
+    """Write the word counts of new articles, every FLUSH_EVERY articles or when forced (at the
+    end of a collection pass). Inside the caller's transaction. Counts still in memory when a
+    process dies are lost: rarity then reads a little high for those words, nothing else."""
+    memory = _MEMORY.get(db)
+    if memory is None or not memory.pending:
+        return
+    if force or memory.unflushed >= memory.FLUSH_EVERY:
         db.conn.executemany(
             """INSERT INTO story_words (word, docs) VALUES (?, ?)
             ON CONFLICT (word) DO UPDATE SET docs = docs + excluded.docs""",
             memory.pending.items(),
         )
         memory.pending.clear()
+        memory.unflushed = 0
 
 
 def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
@@ -153,6 +164,7 @@ def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
     distinct = stories.distinct(words)
     _docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
     memory = _memory(db)
+    memory.unflushed += 1
     for word in distinct:
         memory.docs[word] += 1
         memory.pending[word] = memory.pending.get(word, 0) + 1

@@ -160,6 +160,16 @@ def test_a_copy_later_in_the_same_poll_edits_the_article_written_just_before(db)
     db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")
 
 
+def test_word_counts_are_written_in_batches_and_at_the_end_of_a_pass(db):
+    def stored(word: str) -> list[tuple[int]]:
+        return rows(db, "SELECT docs FROM story_words WHERE word = ?", [word])
+
+    store.record_poll(db, ok(), 600, [item(1), item(2), item(3)])
+    assert stored("crick") == []  # three articles: kept in memory, not one upsert per word each
+    store.finish(db)
+    assert stored("crick") == [(1,)] and stored("headl") == [(3,)]
+
+
 def test_unchanged_items_are_counted(db):
     store.record_poll(db, ok(), 600, [item(1), item(2)])
     counts = store.record_poll(db, ok(), 600, [item(1), item(2)])
