@@ -31,6 +31,7 @@ from monitor.parse import parse_feed
 from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll
 from monitor.topics import Matcher, tag
+from monitor.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,13 @@ async def collect(
     wanted = set(only) if only is not None else None
     sources = [s for s in config.sources if wanted is None or s.name in wanted]
     matcher = Matcher(config.topics)
+    workers = Workers()
     try:
         async with make_fetcher(config) as fetcher:
-            polls = (poll_source(s, db, fetcher, matcher, clock) for s in sources)
+            polls = (poll_source(s, db, fetcher, matcher, clock, workers) for s in sources)
             return list(await asyncio.gather(*polls))
     finally:
+        workers.close()
         matcher.close()
         store.finish(db)
 
@@ -120,6 +123,7 @@ async def poll_source(
     fetcher: Fetcher,
     matcher: Matcher,
     clock: Clock = utcnow,
+    workers: Workers | None = None,
 ) -> Report:
     started = clock()
     state = store.source_state(db, source.name)
@@ -129,7 +133,9 @@ async def poll_source(
     t0 = time.monotonic()
     items: list[Item] = []
     try:
-        poll, items = await _fetch_and_parse(source, db, fetcher, state, started)
+        poll, items = await _fetch_and_parse(
+            source, db, fetcher, workers or Workers(0), state, started
+        )
         items, filtered = tag(items, matcher, source)
         poll = dataclasses.replace(poll, filtered=filtered)
     except RetryLater as e:
@@ -154,6 +160,7 @@ async def _fetch_and_parse(
     source: Source,
     db: sqlite_utils.Database,
     fetcher: Fetcher,
+    workers: Workers,
     state: store.SourceState,
     started: datetime,
 ) -> tuple[Poll, list[Item]]:
@@ -173,18 +180,29 @@ async def _fetch_and_parse(
     )
     if response.not_modified:
         return poll, []
-    if source.type == "sitemap":
-        feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
-    elif source.type == "page":
-        feed = await _read_section_page(source, db, fetcher, limits, response)
+    if source.type == "feed":
+        # CPU-bound: off the event loop (in a second process where there is a core for it),
+        # so other sources' deadlines keep ticking and the writes keep a core to themselves.
+        args = (response.body, response.url, dict(response.headers), source, started)
+        items, warnings = await workers.run(read_feed, *args)
     else:
-        # Parsing is CPU-bound: off the event loop, so other sources' deadlines keep ticking.
-        feed = await asyncio.to_thread(
-            parse_feed, response.body, response.url, response.headers, source.max_items
-        )
-    items, skipped = normalise_feed(feed, response.url, source, started)
+        if source.type == "sitemap":
+            feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
+        else:
+            feed = await _read_section_page(source, db, fetcher, limits, response)
+        items, skipped = normalise_feed(feed, response.url, source, started)
+        warnings = feed.warnings + tuple(skipped)
     items = await _resolve_aggregator_links(items, db, fetcher, limits)
-    return dataclasses.replace(poll, warnings=feed.warnings + tuple(skipped)), items
+    return dataclasses.replace(poll, warnings=warnings), items
+
+
+def read_feed(
+    body: bytes, url: str, headers: dict[str, str], source: Source, started: datetime
+) -> tuple[list[Item], tuple[str, ...]]:
+    """A feed's body -> its items and warnings (a job for Workers: pure, picklable in and out)."""
+    feed = parse_feed(body, url, headers, source.max_items)
+    items, skipped = normalise_feed(feed, url, source, started)
+    return items, feed.warnings + tuple(skipped)
 
 
 async def _read_sitemap(

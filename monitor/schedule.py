@@ -27,6 +27,7 @@ from monitor.config import Config, load_config
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
 from monitor.topics import Matcher
+from monitor.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Collector:
     public: Path
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
+    workers: Workers = field(default_factory=Workers)
 
     @classmethod
     def open(cls, config_path: Path, db_path: Path) -> Collector:
@@ -100,7 +102,7 @@ class Collector:
             if name in self.in_flight:
                 continue
             source = self.config.source(name)
-            poll = poll_source(source, self.db, self.fetcher, self.matcher)
+            poll = poll_source(source, self.db, self.fetcher, self.matcher, utcnow, self.workers)
             task = asyncio.create_task(poll)
             self.in_flight[name] = task
             task.add_done_callback(functools.partial(self._done, name))
@@ -145,6 +147,7 @@ class Collector:
             task.cancel()
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
         await self.fetcher.aclose()
+        self.workers.close()
         self.matcher.close()
         store.finish(self.db)
 
