@@ -40,9 +40,9 @@ class Workers:
         if not self.processes:
             return await asyncio.to_thread(job, *args)
         if self._pool is None:
-            # forkserver: the worker does not inherit the event loop, its threads or the
-            # database connection, as a plain fork would.
-            context = multiprocessing.get_context("forkserver")
+            # spawn: the worker does not inherit the event loop, its threads or the database
+            # connection, as a plain fork would; and it is our child, so its CPU time is ours.
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 self.processes, mp_context=context, initializer=_ignore_ctrl_c
             )
