@@ -29,12 +29,27 @@ def public_dir(db_path: Path) -> Path:
     return db_path.parent / "public"
 
 
+_TOPIC = "(:topic = '' OR EXISTS (SELECT 1 FROM json_each(topics) WHERE value = :topic))"
+_LIMIT = f"max(1, min(100, coalesce(nullif(CAST(:limit AS integer), 0), {LIMIT})))"
+HEADLINES_SQL = f"""SELECT {", ".join(COLUMNS)} FROM (
+    SELECT * FROM public_headlines WHERE pinned AND {_TOPIC}
+    UNION ALL
+    SELECT * FROM (SELECT * FROM public_headlines WHERE NOT pinned AND {_TOPIC}
+                   ORDER BY published DESC LIMIT {_LIMIT})
+) ORDER BY pinned DESC, published DESC LIMIT {_LIMIT}"""
+"""The public headlines: pinned stories first, then the newest relevant ones; parameters
+`topic` ('' for all) and `limit` (1-100, default 50). The one definition behind the public files
+and the `latest_headlines` and `breaking_news` canned queries (serve.py). The newest N are taken
+before the pins are put first so that SQLite reads the index newest first and stops at N."""
+
+ATOM_SQL = f"""SELECT 'tag:coverage-monitor,2026:story-' || story_id AS atom_id,
+    title AS atom_title, published AS atom_updated, url AS atom_link,
+    outlet || CASE WHEN note != '' THEN ' - ' || note ELSE '' END AS atom_content
+FROM ({HEADLINES_SQL})"""
+
+
 def headlines(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    rows = db.execute(
-        f"""SELECT {", ".join(COLUMNS)} FROM public_headlines
-        ORDER BY pinned DESC, published DESC LIMIT ?""",
-        [LIMIT],
-    ).fetchall()
+    rows = db.execute(HEADLINES_SQL, {"topic": "", "limit": LIMIT}).fetchall()
     return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
 

@@ -248,23 +248,8 @@ def m005_triage(db: sqlite_utils.Database) -> None:
 
 # Staff decisions for the public headlines, as an append-only log: it is its own audit trail
 # (who, when, what), and the current state of a story is its latest entry of each kind.
-_TRIAGE_SCHEMA = """
-CREATE TABLE triage (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    by TEXT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN (
-        'pin', 'unpin', 'hide_story', 'show_story', 'hide_article', 'show_article', 'note')),
-    story_id INTEGER,
-    article_id INTEGER,
-    note TEXT,
-    expires TEXT,
-    CHECK ((story_id IS NULL) != (article_id IS NULL))
-);
-CREATE INDEX idx_triage_story ON triage (story_id, action);
-CREATE INDEX idx_triage_article ON triage (article_id, action);
-CREATE VIEW public_headlines AS
-WITH latest_pin AS (
+_TRIAGE_STATE = """
+latest_pin AS (
     SELECT story_id, action, expires FROM triage t
     WHERE action IN ('pin', 'unpin') AND id = (
         SELECT max(id) FROM triage WHERE story_id = t.story_id AND action IN ('pin', 'unpin'))
@@ -284,7 +269,28 @@ WITH latest_pin AS (
         SELECT max(id) FROM triage
         WHERE article_id = t.article_id AND action IN ('hide_article', 'show_article'))
       AND t.action = 'hide_article'
-), shown AS (
+)
+"""
+"""What staff decided, as of their latest action on each story or article (triage is a log)."""
+
+
+_TRIAGE_SCHEMA = f"""
+CREATE TABLE triage (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    by TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN (
+        'pin', 'unpin', 'hide_story', 'show_story', 'hide_article', 'show_article', 'note')),
+    story_id INTEGER,
+    article_id INTEGER,
+    note TEXT,
+    expires TEXT,
+    CHECK ((story_id IS NULL) != (article_id IS NULL))
+);
+CREATE INDEX idx_triage_story ON triage (story_id, action);
+CREATE INDEX idx_triage_article ON triage (article_id, action);
+CREATE VIEW public_headlines AS
+WITH {_TRIAGE_STATE}, shown AS (
     SELECT * FROM stories WHERE id IN (SELECT story_id FROM pinned)
     UNION
     -- The last 14 days of relevant coverage we have (relative to the newest, not the clock).
@@ -323,3 +329,32 @@ def m008_fts_in_bulk(db: sqlite_utils.Database) -> None:
     # trigger run per row: the same index, written at several times the speed. Edits and
     # deletes keep their triggers (rare, and they must see the row's old text).
     db.execute("DROP TRIGGER articles_fts_insert")
+
+
+@migration
+def m009_public_headlines_in_two_parts(db: sqlite_utils.Database) -> None:
+    # Pinned stories and the rest as two arms with a constant `pinned`: "the newest N" then reads
+    # the relevant-stories index newest first and stops after N (publish.HEADLINES_SQL), instead
+    # of building and sorting the whole 14-day window (23 ms -> 0.7 ms at 100K articles).
+    _run_script(
+        db,
+        f"""DROP VIEW public_headlines;
+CREATE VIEW public_headlines AS
+WITH {_TRIAGE_STATE}
+SELECT s.id AS story_id, s.title, s.url, s.outlet, s.published, s.topics, s.outlets,
+    s.pinned,
+    coalesce((SELECT note FROM triage WHERE story_id = s.id AND action = 'note'
+              ORDER BY id DESC LIMIT 1), '') AS note
+FROM (
+    SELECT *, 1 AS pinned FROM stories WHERE id IN (SELECT story_id FROM pinned)
+    UNION ALL
+    -- The last 14 days of relevant coverage we have (relative to the newest, not the clock).
+    SELECT *, 0 AS pinned FROM stories
+    WHERE topics != '[]' AND published >= strftime('%Y-%m-%dT%H:%M:%SZ',
+        (SELECT max(published) FROM stories WHERE topics != '[]'), '-14 days')
+      AND id NOT IN (SELECT story_id FROM pinned)
+) AS s
+WHERE s.id NOT IN (SELECT story_id FROM hidden_stories)
+  AND s.url NOT IN (SELECT url FROM hidden_urls);
+""",
+    )

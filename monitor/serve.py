@@ -17,7 +17,7 @@ import yaml
 from datasette.app import Datasette
 from datasette.database import Database
 
-from monitor import store
+from monitor import publish, store
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ _USERNAME = re.compile(r"^[a-z0-9_.-]{1,40}$")
 def metadata(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     text = resources.files("monitor").joinpath("datasette/metadata.yml").read_text("utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
+    queries = data["databases"]["coverage"]["queries"]
+    queries["latest_headlines"]["sql"] = publish.HEADLINES_SQL
+    queries["breaking_news"]["sql"] = publish.ATOM_SQL
     data["plugins"] = {"datasette-auth-passwords": auth_config(environ)}
     return data
 

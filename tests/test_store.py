@@ -73,6 +73,7 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m006_facet_indexes",),
         ("m007_window_in_memory",),
         ("m008_fts_in_bulk",),
+        ("m009_public_headlines_in_two_parts",),
     ]
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
