@@ -69,23 +69,30 @@ def run_child(args: list[str]) -> dict[str, float]:
     }
 
 
+MONITOR = str(Path(sys.executable).parent / "monitor")
+
+
+def write_config(web: NewsWeb, feeds: int, directory: Path) -> Path:
+    config = directory / "feeds.yaml"
+    config.write_text(yaml.safe_dump({
+        "defaults": {"interval": "10m", "timeout": "120s", "allow_private": True},
+        "collector": {"concurrency": 32, "per_host": 32},
+        "sources": [{"name": f"feed{n}", "url": web.url(n)} for n in range(feeds)],
+    }))  # fmt: skip
+    return config
+
+
 def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
     web = NewsWeb(feeds)
     web.warm()
     web.start()
     try:
-        config = directory / "feeds.yaml"
-        config.write_text(yaml.safe_dump({
-            "defaults": {"interval": "10m", "timeout": "120s", "allow_private": True},
-            "collector": {"concurrency": 32, "per_host": 32},
-            "sources": [{"name": f"feed{n}", "url": web.url(n)} for n in range(feeds)],
-        }))  # fmt: skip
-        monitor = str(Path(sys.executable).parent / "monitor")
+        config = write_config(web, feeds, directory)
         db = directory / "ours.db"
         log.info("full cycle: our collector, %d feeds", feeds)
-        ours = run_child([monitor, "collect", "--config", str(config), "--db", str(db)])
+        ours = run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
         log.info("unchanged cycle: our collector")
-        unchanged = run_child([monitor, "collect", "--config", str(config), "--db", str(db)])
+        unchanged = run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
         log.info("full cycle: the naive collector")
         naive_db = directory / "naive.db"
         naive = run_child(
@@ -108,7 +115,8 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
 
 
 def ingest(size: int, directory: Path) -> dict[str, float]:
-    """Items/s adding 5,000 articles to a store of `size` (our write path vs raw executemany)."""
+    """Items/s adding 5,000 articles to a store of `size` (our write path vs raw executemany),
+    and the collector's peak memory over that store."""
     rng = random.Random(size)
     db = store.open_db(directory / f"ingest-{size}.db")
     db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
@@ -146,8 +154,24 @@ def ingest(size: int, directory: Path) -> dict[str, float]:
     ceiling = 5000 / (time.perf_counter() - t0)
     db.execute("ROLLBACK")
     db.close()
+    memory = collector_memory(directory / f"ingest-{size}.db", directory)
     return {"ours_items_per_s": round(ours), "raw_executemany_items_per_s": round(ceiling),
-            "fraction_of_ceiling": round(ours / ceiling, 3)}  # fmt: skip
+            "fraction_of_ceiling": round(ours / ceiling, 3),
+            "collector_peak_rss_mb": memory["peak_rss_mb"]}  # fmt: skip
+
+
+def collector_memory(db: Path, directory: Path) -> dict[str, float]:
+    """`monitor collect` of 100 changed feeds (5,000 new articles) into this store: its peak RSS
+    (the clusterer loads the store's last days; SQLite's page cache is bounded at 64 MB)."""
+    web = NewsWeb(100)
+    web.cycle = 1  # other articles than the full-cycle run's
+    web.warm()
+    web.start()
+    try:
+        config = write_config(web, 100, directory)
+        return run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
+    finally:
+        web.stop()
 
 
 def main() -> None:
@@ -183,7 +207,8 @@ def main() -> None:
         print(
             f"   store of {int(size):>9,}: {r['ours_items_per_s']:>7} items/s "
             f"(raw executemany, no FTS: {r['raw_executemany_items_per_s']}; "
-            f"{r['fraction_of_ceiling']:.1%} of it)"
+            f"{r['fraction_of_ceiling']:.1%} of it); "
+            f"collector peak RSS {r['collector_peak_rss_mb']} MB"
         )
     print(json.dumps({"results": str(RESULTS)}))
 
