@@ -87,9 +87,10 @@ class Fetcher:
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
         pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._public = self._make_client(transport or guarded_transport(pool))
+        tls = httpx.create_ssl_context(trust_env=False)
+        self._public = self._make_client(transport or guarded_transport(pool, ssl_context=tls))
         # Sources with allow_private get their own pool: no connection is shared across the line.
-        self._private = self._make_client(guarded_transport(pool, is_allowed=lambda _: True))
+        self._private = self._make_client(guarded_transport(pool, lambda _: True, tls))
         self._per_host = per_host
         self.robots_cache: dict[str, Any] = {}
         """robots.txt rules per origin, for pages.Robots."""
