@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -133,13 +134,20 @@ def check(db: sqlite_utils.Database) -> None:
     (keeping our word counts: counts add up, whoever wrote in between)."""
     memory = _MEMORY.get(db)
     if memory is not None and memory.version != _version(db):
-        flush(db, force=True)
-        forget(db)
+        _reset(db)
 
 
 def forget(db: sqlite_utils.Database) -> None:
-    """After a rollback, or a change by another connection: memory may not match the database."""
+    """After a rollback, or a change by another connection: memory may not match the database.
+    Word counts not yet written go too (a rollback undid their articles); elsewhere, flush()
+    first."""
     _MEMORY.pop(db, None)
+
+
+def _reset(db: sqlite_utils.Database) -> None:
+    """Inside a transaction that changes stories wholesale: keep the counts, drop the rest."""
+    flush(db, force=True)
+    forget(db)
 
 
 def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
@@ -162,12 +170,13 @@ def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
 def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
     """Count an article's distinct words towards their rarity (written by flush())."""
     distinct = stories.distinct(words)
-    _docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
+    _load_docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
     memory = _memory(db)
     memory.unflushed += 1
+    docs, pending = memory.docs, memory.pending
     for word in distinct:
-        memory.docs[word] += 1
-        memory.pending[word] = memory.pending.get(word, 0) + 1
+        docs[word] += 1
+        pending[word] = pending.get(word, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -200,25 +209,29 @@ def place(
     """
     memory = _memory(db)
     if memory.since is not None and first_seen - stories.WINDOW < memory.since:
-        forget(db)  # far back in time (a backfill, a clock change): not the window in memory
+        _reset(db)  # far back in time (a backfill, a clock change): not the window in memory
         memory = _memory(db)
     if memory.since is None:
         _load_window(db, memory, first_seen)
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon or first_seen, first_seen)
-    title_words = stories.distinct(stories.stems(title))
-    mine = stories.stems(title) + stories.stems(summary)
+    key = stories.fold(title)
+    head = stories.cut(key)
+    title_words = stories.distinct(head)
+    mine = head + stories.stems(summary)
     if new:
         count_words(db, mine)
-    key = stories.fold(title)
     candidates = _candidates(memory, title_words, first_seen) if override is None else []
-    fresh = [c for c in candidates if c.vector is None]
-    words = stories.distinct([w for c in fresh for w in c.words] + mine)
-    idf = stories.Rarity(_docs(db, words), article_id if new else _total(db))
-    vector = stories.vector(mine, idf)
+    # Counts for the words about to be weighed (new articles' words were loaded when counted).
+    unweighed = [w for c in candidates if c.vector is None for w in c.words]
+    _load_docs(db, unweighed if new else unweighed + mine)
+    weigh = partial(stories.vector, docs=memory.docs, total=article_id if new else _total(db))
+    vector = weigh(mine)
     assignment = (
         override
-        or stories.assign(key, vector, first_seen, candidates, idf, outlet if aggregated else None)
+        or stories.assign(
+            key, vector, first_seen, candidates, weigh, outlet if aggregated else None
+        )
         or Assignment(article_id, "first report")
     )
     memory.add(
@@ -276,14 +289,15 @@ def _candidates(memory: _Memory, title_words: list[str], first_seen: datetime) -
     for word in title_words[: stories.BLOCKING_WORDS]:
         for article_id in memory.by_word.get(word, ()):
             shared[article_id] = shared.get(article_id, 0) + 1
-    best = sorted(shared, key=lambda i: (shared[i], i), reverse=True)
-    found = [memory.articles[i] for i in best]
+    best = sorted([(n, i) for i, n in shared.items()], reverse=True)
+    found = [memory.articles[i] for _, i in best]
     return [c for c in found if c.first_seen >= low][: stories.MAX_CANDIDATES]
 
 
-def _docs(db: sqlite_utils.Database, words: list[str]) -> dict[str, int]:
+def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
+    """Make sure the stored counts of these words are in memory."""
     known = _memory(db).docs
-    missing = [w for w in words if w not in known]
+    missing = list({w for w in words if w not in known})
     for start in range(0, len(missing), 500):
         chunk = missing[start : start + 500]
         placeholders = ",".join("?" * len(chunk))
@@ -293,7 +307,6 @@ def _docs(db: sqlite_utils.Database, words: list[str]) -> dict[str, int]:
                 f"SELECT word, docs FROM story_words WHERE word IN ({placeholders})", chunk
             ).fetchall()
         )
-    return {w: known[w] for w in words}
 
 
 def _total(db: sqlite_utils.Database) -> int:
@@ -355,7 +368,7 @@ def merge(db: sqlite_utils.Database, into: int, other: int, by: str, at: str) ->
     for article_id in moved:
         _override(db, article_id, into, "merge", by, at)
     refresh(db, [into, other])
-    forget(db)
+    _reset(db)
     return len(moved)
 
 
@@ -376,7 +389,7 @@ def split(db: sqlite_utils.Database, article_id: int, by: str, at: str) -> int:
             )
             refresh(db, [rest[0]])
     refresh(db, [old, article_id])
-    forget(db)
+    _reset(db)
     return int(old)
 
 
@@ -400,7 +413,7 @@ def restory(db: sqlite_utils.Database) -> int:
     Deterministic: the same articles (and overrides) always give the same story ids.
     """
     db.execute("DELETE FROM stories")
-    forget(db)
+    _reset(db)
     _memory(db).since = datetime.min.replace(tzinfo=UTC)  # nothing is placed yet: empty window
     overrides = {
         article_id: Assignment(story_id, f"staff {action}")

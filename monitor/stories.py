@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,40 +92,36 @@ def fold(text: str) -> str:
 
 def stems(text: str) -> list[str]:
     """The words of `text` that carry meaning, cut to STEM letters."""
-    return [w[:STEM] for w in fold(text).split() if len(w) > 2 and w not in STOPWORDS]
+    return cut(fold(text))
+
+
+def cut(folded: str) -> list[str]:
+    """stems() of text already fold()ed."""
+    return [w[:STEM] for w in folded.split() if len(w) > 2 and w not in STOPWORDS]
 
 
 def distinct(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-class Rarity(dict[str, float]):
-    """Inverse document frequency, computed for a word when first asked (`rarity[word]`)."""
-
-    def __init__(self, docs: Mapping[str, int], total: int) -> None:
-        super().__init__()
-        self._docs = docs
-        self._total = max(total, 1)
-
-    def __missing__(self, word: str) -> float:
-        # A word nobody has seen yet counts as seen once: as rare as any.
-        value = self[word] = math.log(1 + self._total / max(self._docs.get(word, 1), 1))
-        return value
-
-
-def vector(words: Iterable[str], idf: Mapping[str, float]) -> dict[str, float]:
-    """tf-idf of an article's words, unit length."""
+def vector(words: Iterable[str], docs: Mapping[str, int], total: int) -> dict[str, float]:
+    """tf-idf of an article's words, unit length. `docs`: word -> articles using it, of `total`;
+    a word nobody has used yet counts as used once (as rare as any)."""
     counts: dict[str, int] = {}
     for word in words:
         counts[word] = counts.get(word, 0) + 1
-    weights = {w: (1 + math.log(n)) * idf[w] if n > 1 else idf[w] for w, n in counts.items()}
-    norm = math.sqrt(sum(x * x for x in weights.values())) or 1.0
+    log, total = math.log, max(total, 1)
+    weights = {
+        w: (1 + log(n) if n > 1 else 1) * log(1 + total / (docs.get(w) or 1))
+        for w, n in counts.items()
+    }
+    norm = math.sqrt(sum([x * x for x in weights.values()])) or 1.0
     return {w: x / norm for w, x in weights.items()}
 
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     # The shared words are few: intersect the keys (in C) rather than look up every word.
-    return sum(a[w] * b[w] for w in a.keys() & b.keys())
+    return sum([a[w] * b[w] for w in a.keys() & b.keys()])
 
 
 def assign(
@@ -133,13 +129,14 @@ def assign(
     mine: Mapping[str, float],
     first_seen: datetime,
     candidates: Sequence[Candidate],
-    idf: Mapping[str, float],
+    weigh: Callable[[Sequence[str]], Mapping[str, float]],
     aggregator_outlet: str | None = None,
 ) -> Assignment | None:
     """The story an article joins, or None when it starts its own.
 
     `key` is fold() of its title and `mine` the vector() of its words; `candidates` are
-    earlier articles (their vectors are filled in when missing); `idf` is a Rarity;
+    earlier articles (their vectors are filled in by `weigh`, vector() with the current counts,
+    when missing);
     `aggregator_outlet` is the outlet an aggregator item names (Google News <source>).
     """
     near = sorted(
@@ -154,7 +151,7 @@ def assign(
     best: tuple[float, float, Candidate] | None = None
     for c in near:
         if c.vector is None:
-            c.vector = vector(c.words, idf)
+            c.vector = weigh(c.words)
         score = cosine(mine, c.vector)
         if score < THRESHOLD:
             continue  # below the lowest bar, whatever the story's age

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import store
+from monitor import store, store_stories
 from monitor.config import Config, Source
 from monitor.dates import iso
 from monitor.errors import DatabaseError
@@ -169,6 +169,11 @@ def test_word_counts_are_written_in_batches_and_at_the_end_of_a_pass(db):
     assert stored("crick") == []  # three articles: kept in memory, not one upsert per word each
     store.finish(db)
     assert stored("crick") == [(1,)] and stored("headl") == [(3,)]
+    # Counts still in memory survive a re-clustering (which starts the clusterer afresh).
+    store.record_poll(db, ok(), 600, [item(9)])
+    with store.transaction(db):
+        store_stories.restory(db)
+    assert stored("crick") == [(2,)]
 
 
 def test_unchanged_items_are_counted(db):

@@ -225,7 +225,7 @@ def test_fold_and_suffixes():
 
 def test_shared_paraphrase_pairs_report():
     """Real sentence pairs from different outlets (MSRP): reported, not asserted per pair."""
-    from monitor.stories import Rarity, cosine, stems, vector
+    from monitor.stories import cosine, stems, vector
 
     path = shared_fixtures("dup_pairs", "msr_paraphrase_test_first31.tsv")
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -238,12 +238,11 @@ def test_shared_paraphrase_pairs_report():
     for words in texts:
         for w in set(words):
             docs[w] = docs.get(w, 0) + 1
-    idf = Rarity(docs, len(texts))
     tp = fp = fn = tn = 0
     for p in pairs:
         a, b = (stems(p[k]) for k in header if k.lower().endswith("string"))
         same = p[header[0]].strip() == "1"
-        joined = cosine(vector(a, idf), vector(b, idf)) >= 0.38
+        joined = cosine(vector(a, docs, len(texts)), vector(b, docs, len(texts))) >= 0.38
         tp += same and joined
         fp += joined and not same
         fn += same and not joined
