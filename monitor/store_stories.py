@@ -438,4 +438,7 @@ def restory(db: sqlite_utils.Database) -> int:
         "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?", decided
     )
     refresh(db, [story_id for story_id, *_ in decided])
+    # The next placement loads the window from the database: whatever writes articles next
+    # (a migration's caller, a bulk import) need not go through place().
+    _reset(db)
     return int(db.execute("SELECT count(*) FROM stories").fetchone()[0])

@@ -216,6 +216,32 @@ def test_the_collector_sees_a_merge_made_by_another_process(db, db_path):
     assert joined == story[visa] != story[skilled]
 
 
+def test_articles_written_outside_the_clusterer_are_candidates(db):
+    # A fresh database runs restory in its migrations; articles written afterwards by other
+    # means on the same connection (a bulk import, the benchmarks' fill) must still be found.
+    at = BASE.isoformat().replace("+00:00", "Z")
+    db.execute(
+        """INSERT INTO articles (id, url, title, summary, published, first_seen, updated, source,
+            outlet, story_id, words)
+        VALUES (1, 'https://a.example/1', 'Detention review ordered', '', ?, ?, ?, 'S', 'RNZ', 1,
+            'deten revie order')""",
+        [at, at, at],
+    )
+    db.execute(
+        """INSERT INTO stories VALUES (1, 'Detention review ordered', 'https://a.example/1', 'RNZ',
+            ?, ?, ?, 1, '["RNZ"]', 1, '[]')""",
+        [at, at, at],
+    )
+    db.execute("INSERT INTO sources (name, url, interval) VALUES ('S', 'http://s.example/', 600)")
+    later = BASE + timedelta(hours=1)
+    copy = Item(url="https://b.example/1", link="https://b.example/1", guid=None,
+                title="Detention review ordered", summary="", published=None, outlet="ODT")  # fmt: skip
+    store.record_poll(db, Poll("S", later, 1, "ok"), 600, [copy], now=later)
+    assert db.execute(
+        "SELECT story_id, match_reason FROM articles WHERE url = 'https://b.example/1'"
+    ).fetchone() == (1, "same title")
+
+
 def test_fold_and_suffixes():
     assert fold("‘Immediate’ and “urgent” – Tāmaki!") == "immediate and urgent tamaki"
     assert strip_outlet("Story - RNZ", {"RNZ"}) == ("Story", "RNZ")
