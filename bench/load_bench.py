@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.synthetic import START, VOCABULARY, fill, headline, results
+from bench.synthetic import END, VOCABULARY, headline, results, store_of
 from monitor import publish, store
 from monitor.normalise import Item
 from monitor.store import Poll
@@ -70,11 +70,7 @@ def main() -> None:
     size = 100_000 if args.quick else 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "load.db"
-        db = store.open_db(path)
-        db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
-        fill(db, size, random.Random(7), days=max(4, round(size / 2740)))
-        db.execute("UPDATE articles SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
-        db.execute("UPDATE stories SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
+        db = store_of(size, path)
         publish.publish(db, publish.public_dir(path))
         port = free_port()
         env = {**os.environ, "MONITOR_SECRET": "bench"}
@@ -98,7 +94,7 @@ def main() -> None:
         def writer() -> None:
             nonlocal written
             rng = random.Random(1)
-            now = START + timedelta(days=max(4, round(size / 2740)), hours=1)
+            now = END + timedelta(hours=1)
             while not stop.is_set():
                 batch = []
                 for _ in range(20):

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.synthetic import VOCABULARY, fill, results
-from monitor import store
+from bench.synthetic import VOCABULARY, results, store_of
 from monitor.serve import build_datasette
 
 PAGES = {
@@ -37,12 +35,8 @@ PAGES = {
 
 def timings(size: int, directory: Path) -> dict[str, dict[str, float]]:
     path = directory / f"pages-{size}.db"
-    db = store.open_db(path)
-    fill(db, size, random.Random(size), days=max(4, round(size / 2740)))
-    # A relevant tenth, so the public and campaign pages have something to find.
-    db.execute("UPDATE articles SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
-    db.execute("UPDATE stories SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
-    db.close()
+    # A relevant tenth (store_of), so the public and campaign pages have something to find.
+    store_of(size, path).close()
     ds = build_datasette(path, {"MONITOR_SECRET": "bench"})
     cookies = {"ds_actor": ds.sign({"a": {"id": "bench"}}, "actor")}
     out = {}

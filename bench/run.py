@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.newsweb import ITEMS, NewsWeb
-from bench.synthetic import START, fill, headline, results
+from bench.synthetic import END, headline, results, store_of
 from monitor import store
 from monitor.normalise import Item
 from monitor.store import Poll
@@ -118,11 +118,8 @@ def ingest(size: int, directory: Path) -> dict[str, float]:
     """Items/s adding 5,000 articles to a store of `size` (our write path vs raw executemany),
     and the collector's peak memory over that store."""
     rng = random.Random(size)
-    db = store.open_db(directory / f"ingest-{size}.db")
-    db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
-    if size:
-        fill(db, size, rng, days=max(4, round(size / 2740)))
-    now = START + timedelta(days=max(4, round(size / 2740)), hours=1)
+    db = store_of(size, directory / f"ingest-{size}.db")
+    now = END + timedelta(hours=1)
     batches = []
     for b in range(50):
         batch = []

@@ -19,14 +19,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench.synthetic import START, fill, headline, results, text
+from bench.synthetic import END, headline, results, store_of, text
 from monitor import store
 from monitor.normalise import Item
 from monitor.store import Poll
 
 log = logging.getLogger("bench.stories")
 ADDED = 1000
-DAILY = 2740
 
 
 def added_items(rng: random.Random, db, base_n: int) -> list[Item]:
@@ -49,13 +48,9 @@ def added_items(rng: random.Random, db, base_n: int) -> list[Item]:
 
 def measure(size: int, directory: Path) -> float:
     rng = random.Random(size)
-    db = store.open_db(directory / f"stories-{size}.db")
-    db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
-    t0 = time.perf_counter()
-    fill(db, size, rng, days=max(4, round(size / DAILY)))
-    log.info("filled %d articles in %.0f s", size, time.perf_counter() - t0)
+    db = store_of(size, directory / f"stories-{size}.db")
     items = added_items(rng, db, size)
-    now = START + timedelta(days=max(4, round(size / DAILY)), hours=1)
+    now = END + timedelta(hours=1)
     t0 = time.perf_counter()
     for start in range(0, ADDED, 100):
         store.record_poll(db, Poll("bench", now, 1, "ok"), 600, items[start : start + 100], now=now)
@@ -74,6 +69,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10K and 100K only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("monitor").setLevel(logging.WARNING)
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         costs = {size: measure(size, Path(tmp)) for size in sizes}

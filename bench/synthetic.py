@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
+import shutil
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from monitor import stories
+import sqlite_utils
+
+from monitor import schema, store, stories
 from monitor.dates import iso
+
+log = logging.getLogger("bench")
 
 
 def _word(n: int) -> str:
@@ -23,7 +31,44 @@ def _word(n: int) -> str:
 VOCABULARY = [_word(n * 7919) for n in range(10_000)]
 # Mildly skewed word use (Zipf exponent 0.5): some words common, most rare, as in headlines.
 CUMULATIVE = list(itertools.accumulate(1 / (rank + 1) ** 0.5 for rank in range(len(VOCABULARY))))
-START = datetime(2025, 11, 25, tzinfo=UTC)
+END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+"""Synthetic archives end at the start of today (UTC), so pages that look at the last N days
+(today's coverage, ranked search) see what they would in a live archive of that size."""
+DAILY = 2740
+"""Articles a day in the synthetic archives: a million a year."""
+CACHE = Path(__file__).with_name(".cache")
+FILL_VERSION = 1
+"""Bump when fill() changes: cached stores of another version are not reused."""
+
+
+def days_for(size: int) -> int:
+    """How many days a store of `size` articles spans at DAILY (at least four)."""
+    return max(4, round(size / DAILY))
+
+
+def store_of(size: int, target: Path) -> sqlite_utils.Database:
+    """A store of `size` articles (a tenth of them relevant), open at `target`.
+
+    Filling a million articles takes minutes, so each size is filled once (per schema and
+    FILL_VERSION) into bench/.cache and copied for every benchmark that needs it.
+    """
+    master = CACHE / f"store-{size}-{END:%Y%m%d}-v{FILL_VERSION}-m{len(schema.MIGRATIONS)}.db"
+    if not master.exists():
+        CACHE.mkdir(exist_ok=True)
+        partial = master.with_name(master.name + ".partial")
+        partial.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        db = store.open_db(partial)
+        db.execute("INSERT INTO sources (name, url, interval) VALUES ('bench', 'http://b/', 600)")
+        fill(db, size, random.Random(size), days_for(size))
+        db.execute("UPDATE articles SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
+        db.execute("UPDATE stories SET topics = '[\"campaign\"]' WHERE id % 10 = 0")
+        store.checkpoint(db)
+        db.close()
+        partial.replace(master)
+        log.info("filled a store of %d articles in %.0f s (cached)", size, time.perf_counter() - t0)
+    shutil.copyfile(master, target)
+    return store.open_db(target)
 
 
 def text(rng: random.Random, words: int) -> str:
@@ -35,8 +80,8 @@ def headline(rng: random.Random) -> tuple[str, str]:
 
 
 def fill(db, count: int, rng: random.Random, days: int = 365) -> None:
-    """`count` stored articles spread over `days`, each its own story, written in bulk, the
-    full-text index built once at the end."""
+    """`count` stored articles spread over the `days` before END, each its own story, written
+    in bulk, the full-text index built once at the end."""
     conn = db.conn
     conn.execute("BEGIN")
     docs: dict[str, int] = {}
@@ -44,7 +89,7 @@ def fill(db, count: int, rng: random.Random, days: int = 365) -> None:
     batch_articles, batch_stories = [], []
     for n in range(1, count + 1):
         title, summary = headline(rng)
-        seen = iso(START + step * n)
+        seen = iso(END - timedelta(days=days) + step * n)
         words = stories.stems(title) + stories.stems(summary)
         for word in set(words):
             docs[word] = docs.get(word, 0) + 1
