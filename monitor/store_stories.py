@@ -8,10 +8,12 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from sys import intern
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -89,20 +91,34 @@ class _Memory:
         self.by_word: dict[str, list[int]] = {}
         """Title word -> ids of the newest PER_WORD articles using it, oldest first."""
         self.articles: dict[int, Candidate] = {}
+        """The articles some word's list holds: the only ones that can be candidates."""
+        self.refs: dict[int, int] = {}
+        """Article id -> how many word lists hold it; at 0 it is let go."""
         self.story_start: dict[int, datetime] = {}
         """Story id -> its first article's first_seen (for stories with articles in memory)."""
         self.horizon: datetime | None = None
         """The newest first_seen placed."""
         self.placed = 0
 
-    def add(self, article: Candidate, title_words: Iterable[str]) -> None:
-        self.articles[article.id] = article
+    def add(self, article: Candidate, title_words: list[str]) -> None:
+        """Remember a placed article under its (distinct) title words."""
         self.story_start.setdefault(article.story_id, article.story_first_seen)
+        if not title_words:
+            return  # nothing would ever find it
+        self.articles[article.id] = article
+        self.refs[article.id] = len(title_words)
         for word in title_words:
             ids = self.by_word.setdefault(word, [])
             ids.append(article.id)
             if len(ids) > stories.PER_WORD:
-                del ids[0]
+                self._release(ids.pop(0))
+
+    def _release(self, article_id: int) -> None:
+        left = self.refs[article_id] - 1
+        if left:
+            self.refs[article_id] = left
+        else:  # newer articles have taken its place under every word: no longer findable
+            del self.refs[article_id], self.articles[article_id]
 
     def sweep(self, now: datetime) -> None:
         # Two windows are kept, so a poll that started a little before the newest one placed
@@ -111,6 +127,7 @@ class _Memory:
         self.articles = {i: a for i, a in self.articles.items() if a.first_seen >= low}
         kept = {word: [i for i in ids if i in self.articles] for word, ids in self.by_word.items()}
         self.by_word = {word: ids for word, ids in kept.items() if ids}
+        self.refs = dict(Counter(i for ids in self.by_word.values() for i in ids))
         live = {a.story_id for a in self.articles.values()}
         self.story_start = {i: t for i, t in self.story_start.items() if i in live}
 
@@ -238,7 +255,7 @@ def place(
         Candidate(
             article_id,
             key,
-            tuple(mine),
+            (),
             outlet,
             first_seen,
             assignment.story_id,
@@ -265,7 +282,7 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> N
         article = Candidate(
             article_id,
             stories.fold(title),
-            tuple(words.split()),
+            tuple(map(intern, words.split())),
             outlet,
             from_iso(seen),
             story_id,

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from sys import intern
 
 WINDOW = timedelta(days=3)
 """Articles further apart than this (first seen) are never one story."""
@@ -67,6 +68,13 @@ class Candidate:
     vector: Mapping[str, float] | None = None
     """tf-idf of `words`, computed the first time it is scored."""
 
+    def weighed(self, weigh: Callable[[Sequence[str]], Mapping[str, float]]) -> Mapping[str, float]:
+        """Its vector, computed once; the words are then let go (memory holds days of these)."""
+        if self.vector is None:
+            self.vector = weigh(self.words)
+            self.words = ()
+        return self.vector
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -97,7 +105,8 @@ def stems(text: str) -> list[str]:
 
 def cut(folded: str) -> list[str]:
     """stems() of text already fold()ed."""
-    return [w[:STEM] for w in folded.split() if len(w) > 2 and w not in STOPWORDS]
+    # Interned: the clusterer keeps days of articles in memory, and they share their words.
+    return [intern(w[:STEM]) for w in folded.split() if len(w) > 2 and w not in STOPWORDS]
 
 
 def distinct(items: Iterable[str]) -> list[str]:
@@ -150,9 +159,7 @@ def assign(
             return Assignment(c.story_id, "same title")
     best: tuple[float, float, Candidate] | None = None
     for c in near:
-        if c.vector is None:
-            c.vector = weigh(c.words)
-        score = cosine(mine, c.vector)
+        score = cosine(mine, c.weighed(weigh))
         if score < THRESHOLD:
             continue  # below the lowest bar, whatever the story's age
         hours = max((first_seen - c.story_first_seen).total_seconds() / 3600, 0.0)
