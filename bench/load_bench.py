@@ -92,6 +92,10 @@ def main() -> None:
         written = 0
 
         def writer() -> None:
+            with store.Checkpointer(db):  # as the collector writes: checkpoints off its path
+                write_until_stopped()
+
+        def write_until_stopped() -> None:
             nonlocal written
             rng = random.Random(1)
             now = END + timedelta(hours=1)

@@ -109,8 +109,9 @@ async def collect(
     workers = Workers()
     try:
         async with make_fetcher(config) as fetcher:
-            polls = (poll_source(s, db, fetcher, matcher, clock, workers) for s in sources)
-            return list(await asyncio.gather(*polls))
+            with store.Checkpointer(db):
+                polls = (poll_source(s, db, fetcher, matcher, clock, workers) for s in sources)
+                return list(await asyncio.gather(*polls))
     finally:
         workers.close()
         matcher.close()

@@ -42,6 +42,7 @@ class Collector:
     fetcher: Fetcher
     matcher: Matcher
     public: Path
+    checkpointer: store.Checkpointer
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
     workers: Workers = field(default_factory=Workers)
@@ -59,8 +60,10 @@ class Collector:
             make_fetcher(config),
             Matcher(config.topics),
             publish.public_dir(db_path),
+            store.Checkpointer(db),
         )
         collector.config_mtime = config_path.stat().st_mtime
+        collector.checkpointer.start()
         return collector
 
     def reload_if_changed(self) -> None:
@@ -150,6 +153,7 @@ class Collector:
         self.workers.close()
         self.matcher.close()
         store.finish(self.db)
+        self.checkpointer.stop()
 
 
 def _source_topics(config: Config) -> dict[str, tuple[str, ...]]:

@@ -1,7 +1,8 @@
 """The only module that writes articles and source health: upserts, history, topics, retention.
 
 The database file itself (connection settings, schema, migrations) is schema.py; open_db,
-opened and transaction are re-exported here because every caller of the store needs them.
+opened, transaction and Checkpointer are re-exported here because callers of the store need
+them.
 
 Each poll of a source is written in one short transaction (BEGIN IMMEDIATE ... COMMIT), after all
 network I/O for it is done: a crash loses nothing committed and leaves nothing half-written, and
@@ -26,6 +27,7 @@ from monitor import health, store_stories
 from monitor.config import DEFAULT_KEEP_UNMATCHED, Config
 from monitor.dates import from_iso, iso
 from monitor.normalise import Item
+from monitor.schema import Checkpointer as Checkpointer
 from monitor.schema import open_db as open_db
 from monitor.schema import opened as opened
 from monitor.schema import transaction as transaction

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +176,29 @@ def test_word_counts_are_written_in_batches_and_at_the_end_of_a_pass(db):
     with store.transaction(db):
         store_stories.restory(db)
     assert stored("crick") == [(2,)]
+
+
+def test_the_wal_is_checkpointed_by_a_thread_not_by_the_collectors_commits(db, tmp_path):
+    def in_database_file() -> int | None:
+        # immutable=1 reads the database file alone, ignoring the WAL: only checkpointed rows.
+        conn = sqlite3.connect(f"file:{tmp_path / 'coverage.db'}?immutable=1", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+        except sqlite3.DatabaseError:
+            return None  # caught mid-checkpoint
+        finally:
+            conn.close()
+
+    with store.Checkpointer(db, every=0.05):
+        assert rows(db, "PRAGMA wal_autocheckpoint") == [(0,)]
+        store.record_poll(db, ok(), 600, [item(n) for n in range(30)])
+        deadline = time.monotonic() + 10
+        while in_database_file() != 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_database_file() == 30
+        store.record_poll(db, ok(), 600, [item(n) for n in range(30, 40)])
+    assert in_database_file() == 40  # a last checkpoint when it stops
+    assert rows(db, "PRAGMA wal_autocheckpoint") == [(1000,)]
 
 
 def test_unchanged_items_are_counted(db):
