@@ -76,7 +76,8 @@ def write_config(web: NewsWeb, feeds: int, directory: Path) -> Path:
     config = directory / "feeds.yaml"
     config.write_text(yaml.safe_dump({
         "defaults": {"interval": "10m", "timeout": "120s", "allow_private": True},
-        "collector": {"concurrency": 32, "per_host": 32},
+        # One loopback host plays a thousand outlets: the per-host limit must not be the gate.
+        "collector": {"concurrency": 32, "per_host": 1000},
         "sources": [{"name": f"feed{n}", "url": web.url(n)} for n in range(feeds)],
     }))  # fmt: skip
     return config
