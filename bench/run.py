@@ -122,7 +122,7 @@ def ingest(size: int, directory: Path) -> dict[str, float]:
     db = store_of(size, directory / f"ingest-{size}.db")
     now = END + timedelta(hours=1)
     batches = []
-    for b in range(50):
+    for b in range(51):
         batch = []
         for i in range(100):
             title, summary = headline(rng)
@@ -130,12 +130,16 @@ def ingest(size: int, directory: Path) -> dict[str, float]:
             batch.append(Item(url=url, link=url, guid=None, title=title, summary=summary,
                               published=None, outlet="Bench"))  # fmt: skip
         batches.append(batch)
-    t0 = time.perf_counter()
+    warm_up, batches = batches[0], batches[1:]
     with store.Checkpointer(db):  # as the collector writes: checkpoints off the write path
+        # Not timed: the first poll loads the clusterer's window and the indexes' upper pages,
+        # which a running collector did long ago.
+        store.record_poll(db, Poll("bench", now, 1, "ok"), 600, warm_up, now=now)
+        t0 = time.perf_counter()
         for batch in batches:
-            store.record_poll(db, Poll("bench", now, 1, "ok"), 600, batch, now=now)
             now += timedelta(seconds=30)
-    ours = 5000 / (time.perf_counter() - t0)
+            store.record_poll(db, Poll("bench", now, 1, "ok"), 600, batch, now=now)
+        ours = 5000 / (time.perf_counter() - t0)
     # The ceiling: the same rows into the same store, one executemany, nothing else (no
     # full-text index, no stories, no lookups), rolled back so the store is left as it was.
     rows = [
