@@ -214,16 +214,18 @@ def place(
     first_seen: datetime,
     aggregated: bool,
     *,
-    new: bool = True,
+    archive: int | None = None,
     override: Assignment | None = None,
 ) -> Placed:
     """Decide the story of an article (the newest so far) and remember it for later ones.
 
     Nothing is written but word counts (flush()): the caller stores `story_id`, `match_reason`
-    and `words` with the article, then calls refresh() for the stories it touched. `new`: the
-    article was not in the archive before, so its words count towards rarity and its id stands
-    in for the article count; `override` is a staff decision that wins over the clusterer.
+    and `words` with the article, then calls refresh() for the stories it touched. A new
+    article's words count towards rarity and its id stands in for the article count; when
+    re-placing the archive (restory) pass `archive`, its size, instead. `override` is a staff
+    decision that wins over the clusterer.
     """
+    new = archive is None
     memory = _memory(db)
     if memory.since is not None and first_seen - stories.WINDOW < memory.since:
         _reset(db)  # far back in time (a backfill, a clock change): not the window in memory
@@ -242,7 +244,7 @@ def place(
     # Counts for the words about to be weighed (new articles' words were loaded when counted).
     unweighed = [w for c in candidates if c.vector is None for w in c.words]
     _load_docs(db, unweighed if new else unweighed + mine)
-    weigh = partial(stories.vector, docs=memory.docs, total=article_id if new else _total(db))
+    weigh = partial(stories.vector, docs=memory.docs, total=archive or article_id)
     vector = weigh(mine)
     assignment = (
         override
@@ -279,16 +281,17 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> N
         [iso(now - stories.WINDOW), iso(now)],
     ).fetchall()
     for article_id, title, words, outlet, seen, story_id, story_seen in rows:
+        key = stories.fold(title)
         article = Candidate(
             article_id,
-            stories.fold(title),
+            key,
             tuple(map(intern, words.split())),
             outlet,
             from_iso(seen),
             story_id,
             from_iso(story_seen),
         )
-        memory.add(article, stories.distinct(stories.stems(title)))
+        memory.add(article, stories.distinct(stories.cut(key)))
     memory.since = now - stories.WINDOW
 
 
@@ -324,11 +327,6 @@ def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
                 f"SELECT word, docs FROM story_words WHERE word IN ({placeholders})", chunk
             ).fetchall()
         )
-
-
-def _total(db: sqlite_utils.Database) -> int:
-    # max(id) is an index lookup and close enough to the article count for word rarity.
-    return int(db.execute("SELECT coalesce(max(id), 0) FROM articles").fetchone()[0])
 
 
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
@@ -446,7 +444,7 @@ def restory(db: sqlite_utils.Database) -> int:
     for article_id, title, summary, outlet, first_seen, aggregated in rows:
         placed = place(
             db, article_id, title, summary, outlet, from_iso(first_seen), bool(aggregated),
-            new=False, override=overrides.get(article_id),
+            archive=len(rows), override=overrides.get(article_id),
         )  # fmt: skip
         decided.append(
             (placed.assignment.story_id, placed.assignment.reason, placed.words, article_id)
