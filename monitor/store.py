@@ -31,6 +31,7 @@ from monitor.schema import Checkpointer as Checkpointer
 from monitor.schema import open_db as open_db
 from monitor.schema import opened as opened
 from monitor.schema import transaction as transaction
+from monitor.sql import select_in
 from monitor.topics import HIGHLIGHT, fts_query, marked_terms, matching_rows
 from monitor.urls import canonical_url
 
@@ -121,15 +122,8 @@ def due_sources(db: sqlite_utils.Database, now: datetime) -> list[str]:
 def unknown_urls(db: sqlite_utils.Database, urls: list[str]) -> list[str]:
     """The URLs (canonicalised) not yet stored as articles, in their order."""
     canonical = {url: canonical_url(url) for url in urls}
-    known: set[str] = set()
-    values = list(set(canonical.values()))
-    for start in range(0, len(values), 500):
-        chunk = values[start : start + 500]
-        placeholders = ",".join("?" * len(chunk))
-        known |= {
-            r[0]
-            for r in db.execute(f"SELECT url FROM articles WHERE url IN ({placeholders})", chunk)
-        }
+    sql = "SELECT url FROM articles WHERE url IN ({marks})"
+    known = {r[0] for r in select_in(db, sql, list(dict.fromkeys(canonical.values())))}
     return [url for url in urls if canonical[url] not in known]
 
 
@@ -398,13 +392,9 @@ def _prefetch(
     }
     found: dict[Lookup, dict[str, Any]] = {}
     for kind, (column, tables) in _LOOKUP_SQL.items():
-        values = [v for k, v in wanted if k == kind]
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {column}, {_SELECT} FROM {tables} WHERE {column} IN ({marks})"
-            for value, *row in db.execute(sql, chunk):
-                found[(kind, value)] = dict(zip(_FOUND_COLUMNS, row, strict=True))
+        sql = f"SELECT {column}, {_SELECT} FROM {tables} WHERE {column} IN ({{marks}})"
+        for value, *row in select_in(db, sql, [v for k, v in wanted if k == kind]):
+            found[(kind, value)] = dict(zip(_FOUND_COLUMNS, row, strict=True))
     return found
 
 

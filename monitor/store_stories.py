@@ -21,6 +21,7 @@ import sqlite_utils
 
 from monitor import stories
 from monitor.dates import from_iso, iso
+from monitor.sql import select_in
 from monitor.stories import Assignment, Candidate
 
 SCHEMA = """
@@ -318,39 +319,32 @@ def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
     """Make sure the stored counts of these words are in memory."""
     known = _memory(db).docs
     missing = list({w for w in words if w not in known})
-    for start in range(0, len(missing), 500):
-        chunk = missing[start : start + 500]
-        placeholders = ",".join("?" * len(chunk))
-        known.update({w: 0 for w in chunk})
-        known.update(
-            db.execute(
-                f"SELECT word, docs FROM story_words WHERE word IN ({placeholders})", chunk
-            ).fetchall()
-        )
+    known.update({w: 0 for w in missing})
+    known.update(
+        select_in(db, "SELECT word, docs FROM story_words WHERE word IN ({marks})", missing)
+    )
 
 
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
     """Recompute story rows from their articles (and drop stories left empty)."""
-    wanted = sorted(set(story_ids))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        members: dict[int, list[Any]] = {story_id: [] for story_id in chunk}
-        for row in db.execute(
-            f"""SELECT story_id, title, url, outlet, published, first_seen, topics
-            FROM articles WHERE story_id IN ({",".join("?" * len(chunk))})
-            ORDER BY story_id, aggregated, published, first_seen, id""",
-            chunk,
-        ):
-            members[row[0]].append(row[1:])
-        db.conn.executemany(
-            "DELETE FROM stories WHERE id = ?", [(i,) for i, rows in members.items() if not rows]
-        )
-        db.conn.executemany(
-            """INSERT OR REPLACE INTO stories (id, title, url, outlet, published, first_seen,
-                last_seen, outlets, outlet_list, articles, topics)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_story_row(i, rows) for i, rows in members.items() if rows],
-        )
+    members: dict[int, list[Any]] = {story_id: [] for story_id in sorted(set(story_ids))}
+    for row in select_in(
+        db,
+        """SELECT story_id, title, url, outlet, published, first_seen, topics
+        FROM articles WHERE story_id IN ({marks})
+        ORDER BY story_id, aggregated, published, first_seen, id""",
+        list(members),
+    ):
+        members[row[0]].append(row[1:])
+    db.conn.executemany(
+        "DELETE FROM stories WHERE id = ?", [(i,) for i, rows in members.items() if not rows]
+    )
+    db.conn.executemany(
+        """INSERT OR REPLACE INTO stories (id, title, url, outlet, published, first_seen,
+            last_seen, outlets, outlet_list, articles, topics)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [_story_row(i, rows) for i, rows in members.items() if rows],
+    )
 
 
 def _story_row(story_id: int, members: list[Any]) -> tuple[Any, ...]:

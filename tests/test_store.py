@@ -201,6 +201,14 @@ def test_the_wal_is_checkpointed_by_a_thread_not_by_the_collectors_commits(db, t
     assert rows(db, "PRAGMA wal_autocheckpoint") == [(1000,)]
 
 
+def test_unknown_urls_over_many_chunks_keep_their_order(db):
+    store.record_poll(db, ok(), 600, [item(1), item(600), item(1200)])
+    urls = [f"https://www.rnz.co.nz/news/{n}" for n in range(1201)]
+    unknown = store.unknown_urls(db, urls)
+    assert unknown == [u for u in urls if not u.endswith(("/1", "/600", "/1200"))]
+    assert len(unknown) == 1198
+
+
 def test_unchanged_items_are_counted(db):
     store.record_poll(db, ok(), 600, [item(1), item(2)])
     counts = store.record_poll(db, ok(), 600, [item(1), item(2)])
