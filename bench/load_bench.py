@@ -11,7 +11,6 @@ and a ranked search.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.synthetic import END, VOCABULARY, headline, results, store_of
+from bench.synthetic import END, VOCABULARY, headline, quick_mode, results, store_of
 from monitor import publish, store
 from monitor.normalise import Item
 from monitor.store import Poll
@@ -64,10 +63,8 @@ def free_port() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    size = 100_000 if args.quick else 1_000_000
+    quick = quick_mode(__doc__, "100K articles instead of 1M")
+    size = 100_000 if quick else 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "load.db"
         db = store_of(size, path)

@@ -9,15 +9,13 @@ baseline is the same page over a 10K-article store filled the same way.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.synthetic import VOCABULARY, results, store_of
+from bench.synthetic import VOCABULARY, quick_mode, results, store_of
 from monitor.serve import build_datasette
 
 PAGES = {
@@ -56,11 +54,8 @@ def timings(size: int, directory: Path) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="10K and 100K only")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    quick = quick_mode(__doc__, "10K and 100K only")
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         figures = {size: timings(size, Path(tmp)) for size in sizes}
     print(f"{'page':32}" + "".join(f"{f'{s:,} p50/p95 ms':>24}" for s in sizes) + f"{'ratio':>8}")

@@ -14,7 +14,6 @@ and bench/results.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from bench.newsweb import ITEMS, NewsWeb
-from bench.synthetic import END, headline, results, store_of
+from bench.synthetic import END, headline, quick_mode, results, store_of
 from monitor import store
 from monitor.normalise import Item
 from monitor.store import Poll
@@ -178,13 +177,9 @@ def collector_memory(db: Path, directory: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="100 feeds; stores of 0 and 100K")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("monitor").setLevel(logging.WARNING)
-    feeds = 100 if args.quick else 1000
-    sizes = [0, 100_000] if args.quick else [0, 100_000, 1_000_000]
+    quick = quick_mode(__doc__, "100 feeds; stores of 0 and 100K")
+    feeds = 100 if quick else 1000
+    sizes = [0, 100_000] if quick else [0, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         cycles = collector_cycles(feeds, Path(tmp))
         stores = {str(size): ingest(size, Path(tmp)) for size in sizes}

@@ -13,7 +13,6 @@ store: the ratio shows whether the cost per article stays flat as the archive gr
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import tempfile
@@ -22,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.synthetic import END, headline, results, store_of, text
+from bench.synthetic import END, headline, quick_mode, results, store_of, text
 from monitor import store, store_stories
 from monitor.normalise import Item
 from monitor.store import Poll
@@ -86,12 +85,8 @@ def measure(size: int, directory: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="10K and 100K only")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("monitor").setLevel(logging.WARNING)
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    quick = quick_mode(__doc__, "10K and 100K only")
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         costs = {size: measure(size, Path(tmp)) for size in sizes}
     base, base_all = costs[sizes[0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import logging
@@ -116,6 +117,16 @@ def fill(db, count: int, rng: random.Random, days: int = 365) -> None:
     # a rebuild the first polls would pay for merging the rebuild's segments.
     conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('optimize')")
     conn.execute("COMMIT")
+
+
+def quick_mode(doc: str | None, quick: str) -> bool:
+    """A benchmark's command line (`--quick`, described by `quick`) and its logging: progress
+    from the benchmark, only warnings from the monitor. Whether --quick was given."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("monitor").setLevel(logging.WARNING)
+    return bool(parser.parse_args().quick)
 
 
 def results(path, section: str, data: object) -> None:
