@@ -89,9 +89,34 @@ def limits_for(source: Source) -> Limits:
     )
 
 
-def make_fetcher(config: Config) -> Fetcher:
-    c = config.collector
-    return Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
+@dataclass
+class Polling:
+    """What polls share besides the database, for one pass (`collect`) or the scheduler's life:
+    the HTTP client, the topic matcher, the feed-reading worker, and WAL checkpoints on their
+    own thread while the database is written."""
+
+    db: sqlite_utils.Database
+    fetcher: Fetcher
+    matcher: Matcher
+    """Replaced when topics change; polls in flight keep the one they started with."""
+    workers: Workers
+    checkpointer: store.Checkpointer
+
+    @classmethod
+    def start(cls, config: Config, db: sqlite_utils.Database) -> Polling:
+        c = config.collector
+        fetcher = Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
+        polling = cls(db, fetcher, Matcher(config.topics), Workers(), store.Checkpointer(db))
+        polling.checkpointer.start()
+        return polling
+
+    async def close(self) -> None:
+        """Release it all; the word counts kept in memory between polls are written."""
+        await self.fetcher.aclose()
+        self.workers.close()
+        self.matcher.close()
+        store.finish(self.db)
+        self.checkpointer.stop()
 
 
 async def collect(
@@ -105,27 +130,15 @@ async def collect(
     store.sync_sources(db, config)
     wanted = set(only) if only is not None else None
     sources = [s for s in config.sources if wanted is None or s.name in wanted]
-    matcher = Matcher(config.topics)
-    workers = Workers()
+    polling = Polling.start(config, db)
     try:
-        async with make_fetcher(config) as fetcher:
-            with store.Checkpointer(db):
-                polls = (poll_source(s, db, fetcher, matcher, clock, workers) for s in sources)
-                return list(await asyncio.gather(*polls))
+        return list(await asyncio.gather(*(poll_source(s, polling, clock) for s in sources)))
     finally:
-        workers.close()
-        matcher.close()
-        store.finish(db)
+        await polling.close()
 
 
-async def poll_source(
-    source: Source,
-    db: sqlite_utils.Database,
-    fetcher: Fetcher,
-    matcher: Matcher,
-    clock: Clock = utcnow,
-    workers: Workers | None = None,
-) -> Report:
+async def poll_source(source: Source, polling: Polling, clock: Clock = utcnow) -> Report:
+    db = polling.db
     started = clock()
     state = store.source_state(db, source.name)
     if state.retry_after and state.retry_after > iso(started):
@@ -133,10 +146,9 @@ async def poll_source(
         return Report(source.name, "deferred", error=wait)
     t0 = time.monotonic()
     items: list[Item] = []
+    matcher = polling.matcher
     try:
-        poll, items = await _fetch_and_parse(
-            source, db, fetcher, workers or Workers(0), state, started
-        )
+        poll, items = await _fetch_and_parse(source, polling, state, started)
         items, filtered = tag(items, matcher, source)
         poll = dataclasses.replace(poll, filtered=filtered)
     except RetryLater as e:
@@ -158,13 +170,9 @@ async def poll_source(
 
 
 async def _fetch_and_parse(
-    source: Source,
-    db: sqlite_utils.Database,
-    fetcher: Fetcher,
-    workers: Workers,
-    state: store.SourceState,
-    started: datetime,
+    source: Source, polling: Polling, state: store.SourceState, started: datetime
 ) -> tuple[Poll, list[Item]]:
+    db, fetcher = polling.db, polling.fetcher
     limits = limits_for(source)
     response = await fetcher.get(
         source.url, limits=limits, etag=state.etag, last_modified=state.last_modified
@@ -185,7 +193,7 @@ async def _fetch_and_parse(
         # CPU-bound: off the event loop (in a second process where there is a core for it),
         # so other sources' deadlines keep ticking and the writes keep a core to themselves.
         args = (response.body, response.url, dict(response.headers), source, started)
-        items, warnings = await workers.run(read_feed, *args)
+        items, warnings = await polling.workers.run(read_feed, *args)
     else:
         if source.type == "sitemap":
             feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)

@@ -22,12 +22,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import publish, store
-from monitor.collect import Report, make_fetcher, poll_source, utcnow
+from monitor.collect import Polling, Report, poll_source, utcnow
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
-from monitor.fetch import Fetcher
 from monitor.topics import Matcher
-from monitor.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +37,10 @@ class Collector:
     config_path: Path
     config: Config
     db: sqlite_utils.Database
-    fetcher: Fetcher
-    matcher: Matcher
+    polling: Polling
     public: Path
-    checkpointer: store.Checkpointer
     config_mtime: float = 0.0
     in_flight: dict[str, asyncio.Task[Report]] = field(default_factory=dict)
-    workers: Workers = field(default_factory=Workers)
 
     @classmethod
     def open(cls, config_path: Path, db_path: Path) -> Collector:
@@ -54,16 +49,9 @@ class Collector:
         db = store.open_db(db_path)
         store.sync_sources(db, config)
         collector = cls(
-            config_path,
-            config,
-            db,
-            make_fetcher(config),
-            Matcher(config.topics),
-            publish.public_dir(db_path),
-            store.Checkpointer(db),
+            config_path, config, db, Polling.start(config, db), publish.public_dir(db_path)
         )
         collector.config_mtime = config_path.stat().st_mtime
-        collector.checkpointer.start()
         return collector
 
     def reload_if_changed(self) -> None:
@@ -92,7 +80,7 @@ class Collector:
         store.sync_sources(self.db, config)
         if config.topics != old.topics or _source_topics(config) != _source_topics(old):
             # Polls in flight keep the matcher they started with; they are short.
-            self.matcher = Matcher(config.topics)
+            self.polling.matcher = Matcher(config.topics)
             result = store.retag(self.db, config)
             log.info("topics changed: re-tagged %d articles %s", result.changed, result.per_topic)
         log.info("loaded %s: %d sources", self.config_path, len(config.sources))
@@ -105,7 +93,7 @@ class Collector:
             if name in self.in_flight:
                 continue
             source = self.config.source(name)
-            poll = poll_source(source, self.db, self.fetcher, self.matcher, utcnow, self.workers)
+            poll = poll_source(source, self.polling)
             task = asyncio.create_task(poll)
             self.in_flight[name] = task
             task.add_done_callback(functools.partial(self._done, name))
@@ -149,11 +137,7 @@ class Collector:
             # Safe: a task is only ever suspended on the network, never inside a DB transaction.
             task.cancel()
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
-        await self.fetcher.aclose()
-        self.workers.close()
-        self.matcher.close()
-        store.finish(self.db)
-        self.checkpointer.stop()
+        await self.polling.close()
 
 
 def _source_topics(config: Config) -> dict[str, tuple[str, ...]]:
