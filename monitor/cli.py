@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
@@ -11,6 +12,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -135,14 +137,33 @@ def run_command(config_path: Path, db_path: Path, host: str, port: int) -> None:
          "--port", str(port)]
     )  # fmt: skip
     click.echo(f"Datasette: http://{host}:{port}/  Collector: {config_path}.  Ctrl-C stops both.")
+
+    async def collect_while_serving() -> None:
+        # If Datasette stops on its own (the port is taken, it crashed), so does the collector:
+        # a monitor nobody can see is worse than one that says why it stopped.
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def watch() -> None:
+            datasette.wait()
+            with contextlib.suppress(RuntimeError):  # the collector has already stopped
+                loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch, name="watch-datasette", daemon=True).start()
+        await run_scheduler(config_path, db_path, stop=stop)
+
     try:
-        asyncio.run(run_scheduler(config_path, db_path))
+        asyncio.run(collect_while_serving())
     finally:
         datasette.terminate()
         try:
             datasette.wait(timeout=10)
         except subprocess.TimeoutExpired:
             datasette.kill()
+    if datasette.returncode and datasette.returncode > 0:
+        raise click.ClickException(
+            f"Datasette stopped (exit code {datasette.returncode}; is {host}:{port} already in "
+            "use? --port chooses another), so the collector stopped too"
+        )
 
 
 @main.command("discover")

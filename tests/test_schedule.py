@@ -98,6 +98,23 @@ def start_monitor_run(server, tmp_path, db_path, **popen) -> tuple[subprocess.Po
     return proc, port
 
 
+def test_monitor_run_stops_and_says_why_when_datasette_cannot_start(server, tmp_path, db_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rnz = server.feed("/rnz.xml", "rnz_national.xml")
+        config = write_config(tmp_path, [{"name": "RNZ", "url": rnz}])
+        monitor = Path(sys.executable).parent / "monitor"
+        done = subprocess.run(
+            [str(monitor), "run", "--config", str(config), "--db", str(db_path),
+             "--port", str(port)],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"is 127.0.0.1:{port} already in use?" in done.stderr.decode()
+
+
 def test_monitor_run_collects_serves_and_stops_cleanly_on_ctrl_c(server, tmp_path, db_path):
     proc, port = start_monitor_run(server, tmp_path, db_path, start_new_session=True)
     try:
