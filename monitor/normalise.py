@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import lxml.etree
 import lxml.html
 
-from monitor import dates, urls
+from monitor import dates, stories, urls
 from monitor.config import Source
 from monitor.entries import ParsedFeed, RawEntry
 
@@ -52,6 +52,19 @@ class Item:
     topics: tuple[str, ...] = ()
     matched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """topic -> the words that matched its query (source-given topics have none)."""
+    _text: stories.Text | None = field(default=None, repr=False, compare=False)
+    """Worked out with the item (so in the feed-reading worker, for feeds), and passed on by
+    dataclasses.replace() while title and summary stay the same."""
+
+    def __post_init__(self) -> None:
+        if self._text is None or not self._text.reads(self.title, self.summary):
+            object.__setattr__(self, "_text", stories.text_of(self.title, self.summary))
+
+    @property
+    def text(self) -> stories.Text:
+        """Its words as the story clusterer reads them."""
+        assert self._text is not None  # set by __post_init__
+        return self._text
 
 
 def normalise_feed(

@@ -429,7 +429,7 @@ class _NewArticles:
         article_id = self.next_id
         self.next_id += 1
         placed = store_stories.place(
-            self.db, article_id, item.title, item.summary, item.outlet, self.now, item.aggregated
+            self.db, article_id, item.text, item.outlet, self.now, item.aggregated
         )
         self.rows.append((
             article_id, item.url, item.title, item.summary,

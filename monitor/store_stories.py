@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from sys import intern
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import numpy as np
+import numpy.typing as npt
 import sqlite_utils
 
 from monitor import stories
@@ -83,7 +86,8 @@ class _Memory:
 
     def __init__(self, version: int) -> None:
         self.version = version
-        self.docs: dict[str, int] = {}
+        self.vocabulary = stories.Vocabulary()
+        """Word rarity as stored, plus the counts in `pending`."""
         self.pending: dict[str, int] = {}
         """Word counts added since the last flush(): written every FLUSH_EVERY articles."""
         self.unflushed = 0
@@ -101,7 +105,7 @@ class _Memory:
         """The newest first_seen placed."""
         self.placed = 0
 
-    def add(self, article: Candidate, title_words: list[str]) -> None:
+    def add(self, article: Candidate, title_words: Sequence[str]) -> None:
         """Remember a placed article under its (distinct) title words."""
         self.story_start.setdefault(article.story_id, article.story_first_seen)
         if not title_words:
@@ -191,9 +195,9 @@ def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
     _load_docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
     memory = _memory(db)
     memory.unflushed += 1
-    docs, pending = memory.docs, memory.pending
+    memory.vocabulary.count(distinct)
+    pending = memory.pending
     for word in distinct:
-        docs[word] += 1
         pending[word] = pending.get(word, 0) + 1
 
 
@@ -209,8 +213,7 @@ class Placed:
 def place(
     db: sqlite_utils.Database,
     article_id: int,
-    title: str,
-    summary: str,
+    text: stories.Text,
     outlet: str,
     first_seen: datetime,
     aggregated: bool,
@@ -235,29 +238,31 @@ def place(
         _load_window(db, memory, first_seen)
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon or first_seen, first_seen)
-    key = stories.fold(title)
-    head = stories.cut(key)
-    title_words = stories.distinct(head)
-    mine = head + stories.stems(summary)
+    mine = text.words
     if new:
         count_words(db, mine)
-    candidates = _candidates(memory, title_words, first_seen) if override is None else []
+    candidates = _candidates(memory, text.title_words, first_seen) if override is None else []
     # Counts for the words about to be weighed (new articles' words were loaded when counted).
     unweighed = [w for c in candidates if c.vector is None for w in c.words]
-    _load_docs(db, unweighed if new else unweighed + mine)
-    weigh = partial(stories.vector, docs=memory.docs, total=archive or article_id)
+    _load_docs(db, unweighed if new else [*unweighed, *mine])
+    vocabulary = memory.vocabulary
+    weigh = partial(vocabulary.vector, total=archive or article_id)
     vector = weigh(mine)
+
+    def similarities(near: Sequence[Candidate]) -> npt.NDArray[np.float64]:
+        return vocabulary.similarities(vector, [c.weighed(weigh) for c in near])
+
     assignment = (
         override
         or stories.assign(
-            key, vector, first_seen, candidates, weigh, outlet if aggregated else None
+            text.key, first_seen, candidates, similarities, outlet if aggregated else None
         )
         or Assignment(article_id, "first report")
     )
     memory.add(
         Candidate(
             article_id,
-            key,
+            text.key,
             (),
             outlet,
             first_seen,
@@ -265,7 +270,7 @@ def place(
             memory.story_start.get(assignment.story_id, first_seen),
             vector,
         ),
-        title_words,
+        text.title_words,
     )
     memory.placed += 1
     if memory.placed % memory.SWEEP == 0:
@@ -296,7 +301,9 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> N
     memory.since = now - stories.WINDOW
 
 
-def _candidates(memory: _Memory, title_words: list[str], first_seen: datetime) -> list[Candidate]:
+def _candidates(
+    memory: _Memory, title_words: Sequence[str], first_seen: datetime
+) -> list[Candidate]:
     """Articles placed earlier, within the window, that share a title word: the newest few per
     word.
 
@@ -306,23 +313,29 @@ def _candidates(memory: _Memory, title_words: list[str], first_seen: datetime) -
     come first; only the best MAX_CANDIDATES are scored.
     """
     low = first_seen - stories.WINDOW
-    shared: dict[int, int] = {}
-    for word in title_words[: stories.BLOCKING_WORDS]:
-        for article_id in memory.by_word.get(word, ()):
-            shared[article_id] = shared.get(article_id, 0) + 1
-    best = sorted([(n, i) for i, n in shared.items()], reverse=True)
-    found = [memory.articles[i] for _, i in best]
-    return [c for c in found if c.first_seen >= low][: stories.MAX_CANDIDATES]
+    by_word, articles = memory.by_word, memory.articles
+    shared = Counter(
+        chain.from_iterable(by_word.get(w, ()) for w in title_words[: stories.BLOCKING_WORDS])
+    )
+    found = []
+    for _, article_id in sorted([(n, i) for i, n in shared.items()], reverse=True):
+        article = articles[article_id]
+        if article.first_seen >= low:
+            found.append(article)
+            if len(found) == stories.MAX_CANDIDATES:
+                break
+    return found
 
 
 def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
     """Make sure the stored counts of these words are in memory."""
-    known = _memory(db).docs
-    missing = list({w for w in words if w not in known})
-    known.update({w: 0 for w in missing})
-    known.update(
-        select_in(db, "SELECT word, docs FROM story_words WHERE word IN ({marks})", missing)
-    )
+    vocabulary = _memory(db).vocabulary
+    missing = dict.fromkeys(w for w in words if w not in vocabulary.ids)
+    if missing:
+        stored = select_in(
+            db, "SELECT word, docs FROM story_words WHERE word IN ({marks})", list(missing)
+        )
+        vocabulary.add({**dict.fromkeys(missing, 0), **dict(stored)})
 
 
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
@@ -437,8 +450,8 @@ def restory(db: sqlite_utils.Database) -> int:
     decided = []
     for article_id, title, summary, outlet, first_seen, aggregated in rows:
         placed = place(
-            db, article_id, title, summary, outlet, from_iso(first_seen), bool(aggregated),
-            archive=len(rows), override=overrides.get(article_id),
+            db, article_id, stories.text_of(title, summary), outlet, from_iso(first_seen),
+            bool(aggregated), archive=len(rows), override=overrides.get(article_id),
         )  # fmt: skip
         decided.append(
             (placed.assignment.story_id, placed.assignment.reason, placed.words, article_id)

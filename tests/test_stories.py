@@ -251,7 +251,7 @@ def test_fold_and_suffixes():
 
 def test_shared_paraphrase_pairs_report():
     """Real sentence pairs from different outlets (MSRP): reported, not asserted per pair."""
-    from monitor.stories import cosine, stems, vector
+    from monitor.stories import Vocabulary, stems
 
     path = shared_fixtures("dup_pairs", "msr_paraphrase_test_first31.tsv")
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -260,15 +260,18 @@ def test_shared_paraphrase_pairs_report():
         dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:] if line.strip()
     ]
     texts = [stems(p[k]) for p in pairs for k in header if k.lower().endswith("string")]
-    docs: dict[str, int] = {}
+    vocabulary = Vocabulary()
+    vocabulary.add(dict.fromkeys({w for words in texts for w in words}, 0))
     for words in texts:
-        for w in set(words):
-            docs[w] = docs.get(w, 0) + 1
+        vocabulary.count(set(words))
     tp = fp = fn = tn = 0
     for p in pairs:
         a, b = (stems(p[k]) for k in header if k.lower().endswith("string"))
         same = p[header[0]].strip() == "1"
-        joined = cosine(vector(a, docs, len(texts)), vector(b, docs, len(texts))) >= 0.38
+        (score,) = vocabulary.similarities(
+            vocabulary.vector(a, len(texts)), [vocabulary.vector(b, len(texts))]
+        )
+        joined = score >= 0.38
         tp += same and joined
         fp += joined and not same
         fn += same and not joined
