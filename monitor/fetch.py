@@ -86,7 +86,13 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
-        pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # Few idle connections kept: httpcore's pool checks each idle one against every other
+        # whenever a request starts or ends (quadratic), and a feed's next poll is minutes
+        # away, long after servers drop idle connections. Measured, 1,000 feeds answering 304:
+        # CPU 6.0 s with 32 idle connections kept, 4.7 s with 8.
+        pool = httpx.Limits(
+            max_connections=concurrency, max_keepalive_connections=min(concurrency, 8)
+        )
         tls = httpx.create_ssl_context(trust_env=False)
         self._public = self._make_client(transport or guarded_transport(pool, ssl_context=tls))
         # Sources with allow_private get their own pool: no connection is shared across the line.

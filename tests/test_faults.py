@@ -228,3 +228,42 @@ def test_redirect_to_an_internal_address_is_refused_at_that_hop(server):
     with pytest.raises(BlockedAddress, match=r"refused to connect 127\.0\.0\.2"):
         asyncio.run(fetch(server.url("/public-feed")))
     assert server.requests_to("/rnz.xml") and len(server.requests_to("/rnz.xml")) == 1
+
+
+def test_a_pooled_connection_the_server_closed_is_not_reused():
+    """The pool asks our stream whether an idle connection is readable (netguard._Stream): a
+    server that closed it must be seen, or the next request is sent down a dead socket."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)  # a client that wrongly reuses the dead socket never comes back
+    port = listener.getsockname()[1]
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+
+    def serve_once_then_hang_up() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(response)
+            conn.close()  # after answering, as servers do when their keep-alive time is up
+
+    async def fetch_twice() -> list[int]:
+        pool = httpx.Limits(max_connections=1)
+        transport = guarded_transport(pool, is_allowed=lambda _: True)
+        statuses = []
+        async with Fetcher(contact="test", transport=transport) as fetcher:
+            for _ in range(2):
+                r = await fetcher.get(f"http://127.0.0.1:{port}/feed", limits=Limits(total=5))
+                statuses.append(r.status)
+                await asyncio.sleep(0.05)  # the server's FIN arrives
+        return statuses
+
+    async def main() -> list[int]:
+        server = asyncio.get_running_loop().run_in_executor(None, serve_once_then_hang_up)
+        try:
+            return await fetch_twice()
+        finally:
+            await asyncio.gather(server, return_exceptions=True)
+
+    try:
+        assert asyncio.run(main()) == [200, 200]
+    finally:
+        listener.close()
