@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from itertools import chain
 from sys import intern
 from typing import Any
@@ -88,7 +87,7 @@ class _Memory:
         self.version = version
         self.vocabulary = stories.Vocabulary()
         """Word rarity as stored, plus the counts in `pending`."""
-        self.pending: dict[str, int] = {}
+        self.pending: Counter[str] = Counter()
         """Word counts added since the last flush(): written every FLUSH_EVERY articles."""
         self.unflushed = 0
         self.since: datetime | None = None
@@ -189,16 +188,13 @@ def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
         memory.unflushed = 0
 
 
-def count_words(db: sqlite_utils.Database, words: Iterable[str]) -> None:
+def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> None:
     """Count an article's distinct words towards their rarity (written by flush())."""
-    distinct = stories.distinct(words)
     _load_docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
     memory = _memory(db)
     memory.unflushed += 1
     memory.vocabulary.count(distinct)
-    pending = memory.pending
-    for word in distinct:
-        pending[word] = pending.get(word, 0) + 1
+    memory.pending.update(distinct)
 
 
 @dataclass(frozen=True)
@@ -238,16 +234,17 @@ def place(
         _load_window(db, memory, first_seen)
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon or first_seen, first_seen)
-    mine = text.words
     if new:
-        count_words(db, mine)
+        count_words(db, text.counts.keys())
     candidates = _candidates(memory, text.title_words, first_seen) if override is None else []
     # Counts for the words about to be weighed (new articles' words were loaded when counted).
     unweighed = [w for c in candidates if c.vector is None for w in c.words]
-    _load_docs(db, unweighed if new else [*unweighed, *mine])
-    vocabulary = memory.vocabulary
-    weigh = partial(vocabulary.vector, total=archive or article_id)
-    vector = weigh(mine)
+    _load_docs(db, unweighed if new else [*unweighed, *text.counts])
+    vocabulary, total = memory.vocabulary, archive or article_id
+    vector = vocabulary.vector(text.counts, total)
+
+    def weigh(words: Sequence[str]) -> stories.Vector:
+        return vocabulary.vector(Counter(words), total)
 
     def similarities(near: Sequence[Candidate]) -> npt.NDArray[np.float64]:
         return vocabulary.similarities(vector, [c.weighed(weigh) for c in near])
@@ -275,7 +272,7 @@ def place(
     memory.placed += 1
     if memory.placed % memory.SWEEP == 0:
         memory.sweep(memory.horizon)
-    return Placed(assignment, " ".join(mine))
+    return Placed(assignment, " ".join(text.words))
 
 
 def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> None:
@@ -327,7 +324,7 @@ def _candidates(
     return found
 
 
-def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
+def _load_docs(db: sqlite_utils.Database, words: Iterable[str]) -> None:
     """Make sure the stored counts of these words are in memory."""
     vocabulary = _memory(db).vocabulary
     missing = dict.fromkeys(w for w in words if w not in vocabulary.ids)

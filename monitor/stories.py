@@ -130,7 +130,9 @@ class Text:
     title_words: tuple[str, ...]
     """The title's distinct stems, the words that find candidates."""
     words: tuple[str, ...]
-    """stems() of title then summary, repeats kept (they weigh)."""
+    """stems() of title then summary, repeats kept."""
+    counts: Mapping[str, int]
+    """Each distinct word of `words` and how often it occurs (its weight grows with that)."""
 
     def reads(self, title: str, summary: str) -> bool:
         """Whether this is the text of that title and summary."""
@@ -140,7 +142,8 @@ class Text:
 def text_of(title: str, summary: str) -> Text:
     key = fold(title)
     head = cut(key)
-    return Text(title, summary, key, tuple(distinct(head)), (*head, *stems(summary)))
+    words = (*head, *stems(summary))
+    return Text(title, summary, key, tuple(distinct(head)), words, Counter(words))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +186,9 @@ class Vocabulary:
     def _lookup(self, words: Iterable[str]) -> npt.NDArray[np.int32]:
         return np.fromiter(map(self.ids.__getitem__, words), np.int32)
 
-    def vector(self, words: Iterable[str], total: int) -> Vector:
-        """tf-idf of an article's (known) words, `total` articles in all; a word nobody has used
-        yet counts as used once (as rare as any)."""
-        counts = Counter(words)
+    def vector(self, counts: Mapping[str, int], total: int) -> Vector:
+        """tf-idf of an article's (known) words and their counts in it, `total` articles in all;
+        a word nobody has used yet counts as used once (as rare as any)."""
         n = len(counts)
         ids = np.fromiter(map(self.ids.__getitem__, counts), np.int32, n)
         tf = 1 + np.log(np.fromiter(counts.values(), np.float64, n))

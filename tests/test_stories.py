@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -269,7 +270,7 @@ def test_shared_paraphrase_pairs_report():
         a, b = (stems(p[k]) for k in header if k.lower().endswith("string"))
         same = p[header[0]].strip() == "1"
         (score,) = vocabulary.similarities(
-            vocabulary.vector(a, len(texts)), [vocabulary.vector(b, len(texts))]
+            vocabulary.vector(Counter(a), len(texts)), [vocabulary.vector(Counter(b), len(texts))]
         )
         joined = score >= 0.38
         tp += same and joined
