@@ -87,9 +87,8 @@ class _Memory:
         self.version = version
         self.vocabulary = stories.Vocabulary()
         """Word rarity as stored, plus the counts in `pending`."""
-        self.pending: Counter[str] = Counter()
-        """Word counts added since the last flush(): written every FLUSH_EVERY articles."""
         self.unflushed = 0
+        """Articles counted since the last flush(): their counts are written every FLUSH_EVERY."""
         self.since: datetime | None = None
         """Every article placed from then on is in memory (None: nothing loaded yet)."""
         self.by_word: dict[str, list[int]] = {}
@@ -176,25 +175,25 @@ def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
     end of a collection pass). Inside the caller's transaction. Counts still in memory when a
     process dies are lost: rarity then reads a little high for those words, nothing else."""
     memory = _MEMORY.get(db)
-    if memory is None or not memory.pending:
+    if memory is None or not memory.unflushed:
         return
     if force or memory.unflushed >= memory.FLUSH_EVERY:
         db.conn.executemany(
             """INSERT INTO story_words (word, docs) VALUES (?, ?)
             ON CONFLICT (word) DO UPDATE SET docs = docs + excluded.docs""",
-            memory.pending.items(),
+            memory.vocabulary.unwritten(),
         )
-        memory.pending.clear()
         memory.unflushed = 0
 
 
-def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> None:
-    """Count an article's distinct words towards their rarity (written by flush())."""
-    _load_docs(db, distinct)  # the stored counts, so the in-memory ones can grow from them
+def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> npt.NDArray[np.int32]:
+    """Count an article's distinct words towards their rarity (written by flush()); returns
+    their ids."""
+    ids = _ids(db, distinct)
     memory = _memory(db)
     memory.unflushed += 1
-    memory.vocabulary.count(distinct)
-    memory.pending.update(distinct)
+    memory.vocabulary.count(ids)
+    return ids
 
 
 @dataclass(frozen=True)
@@ -234,17 +233,17 @@ def place(
         _load_window(db, memory, first_seen)
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon or first_seen, first_seen)
-    if new:
-        count_words(db, text.counts.keys())
+    ids = count_words(db, text.counts.keys()) if new else _ids(db, text.counts.keys())
     candidates = _candidates(memory, text.title_words, first_seen) if override is None else []
-    # Counts for the words about to be weighed (new articles' words were loaded when counted).
+    # The stored counts of the words about to be weighed, in one query rather than one each.
     unweighed = [w for c in candidates if c.vector is None for w in c.words]
-    _load_docs(db, unweighed if new else [*unweighed, *text.counts])
+    _load_docs(db, unweighed)
     vocabulary, total = memory.vocabulary, archive or article_id
-    vector = vocabulary.vector(text.counts, total)
+    vector = vocabulary.vector(ids, text.counts.values(), total)
 
     def weigh(words: Sequence[str]) -> stories.Vector:
-        return vocabulary.vector(Counter(words), total)
+        counts = Counter(words)
+        return vocabulary.vector(_ids(db, counts.keys()), counts.values(), total)
 
     def similarities(near: Sequence[Candidate]) -> npt.NDArray[np.float64]:
         return vocabulary.similarities(vector, [c.weighed(weigh) for c in near])
@@ -322,6 +321,17 @@ def _candidates(
             if len(found) == stories.MAX_CANDIDATES:
                 break
     return found
+
+
+def _ids(db: sqlite_utils.Database, words: Collection[str]) -> npt.NDArray[np.int32]:
+    """The vocabulary ids of these words, loading the stored counts of new ones first."""
+    vocabulary = _memory(db).vocabulary
+    ids = vocabulary.lookup(words)
+    if ids is None:
+        _load_docs(db, words)
+        ids = vocabulary.lookup(words)
+        assert ids is not None  # every word was just added
+    return ids
 
 
 def _load_docs(db: sqlite_utils.Database, words: Iterable[str]) -> None:

@@ -263,15 +263,24 @@ def test_shared_paraphrase_pairs_report():
     texts = [stems(p[k]) for p in pairs for k in header if k.lower().endswith("string")]
     vocabulary = Vocabulary()
     vocabulary.add(dict.fromkeys({w for words in texts for w in words}, 0))
+
+    def ids(words):
+        found = vocabulary.lookup(words)
+        assert found is not None
+        return found
+
     for words in texts:
-        vocabulary.count(set(words))
+        vocabulary.count(ids(set(words)))
+
+    def vector(words):
+        counts = Counter(words)
+        return vocabulary.vector(ids(counts), counts.values(), len(texts))
+
     tp = fp = fn = tn = 0
     for p in pairs:
         a, b = (stems(p[k]) for k in header if k.lower().endswith("string"))
         same = p[header[0]].strip() == "1"
-        (score,) = vocabulary.similarities(
-            vocabulary.vector(Counter(a), len(texts)), [vocabulary.vector(Counter(b), len(texts))]
-        )
+        (score,) = vocabulary.similarities(vector(a), [vector(b)])
         joined = score >= 0.38
         tp += same and joined
         fp += joined and not same
