@@ -14,6 +14,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +26,9 @@ from monitor.errors import ParseError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ORPHAN_CHECK_S = 1.0
+"""How often a worker checks that its collector is still alive."""
 
 
 def default_processes() -> int:
@@ -44,7 +49,7 @@ class Workers:
             # connection, as a plain fork would; and it is our child, so its CPU time is ours.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=context, initializer=_ignore_ctrl_c
+                self.processes, mp_context=context, initializer=_worker_started
             )
         pool = self._pool
         try:
@@ -64,6 +69,18 @@ class Workers:
             self._pool = None
 
 
-def _ignore_ctrl_c() -> None:
+def _worker_started() -> None:
     # Ctrl-C reaches the whole process group; the collector decides when its worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_leave_with, args=(os.getppid(),), name="leave-with-collector", daemon=True
+    ).start()
+
+
+def _leave_with(parent: int) -> None:
+    """Exit when the collector is gone. A collector killed outright (SIGKILL, the OOM killer)
+    cannot stop its worker, and a worker sending it a result then blocks forever: the pipe's
+    other end is open in the worker itself (concurrent.futures hands both ends to it)."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)

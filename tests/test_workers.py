@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -43,3 +47,38 @@ def test_no_processes_means_a_thread_of_this_process():
         workers.close()
 
     asyncio.run(scenario())
+
+
+ORPHANED = """
+import asyncio, os, sys, time
+from monitor.workers import Workers
+
+async def main():
+    workers = Workers(1)
+    print(await workers.run(os.getpid), flush=True)
+    await workers.run(time.sleep, 60)
+
+asyncio.run(main())
+"""
+
+
+def test_the_worker_leaves_when_the_collector_is_killed_outright():
+    with subprocess.Popen(
+        [sys.executable, "-c", ORPHANED], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived its collector"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reaped by init once it exits; a zombie until then counts as gone.
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
