@@ -128,9 +128,14 @@ def load_config(path: Path | str) -> Config:
     return parse_config(text, path)
 
 
+# libyaml when PyYAML was built with it: the pure-Python parser took 6 % of a pass where 1,000
+# feeds answered 304, reading a 1,000-source feeds.yaml.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_config(text: str, path: Path) -> Config:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise ConfigError(
@@ -145,6 +150,7 @@ class _Validator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.problems: list[ConfigProblem] = []
+        self._constructor = yaml.SafeLoader("")
 
     def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
@@ -176,7 +182,7 @@ class _Validator:
 
     def scalar(self, node: yaml.Node) -> Any:
         """The Python value of a scalar node, typed by the YAML safe resolver."""
-        return yaml.SafeLoader("").construct_object(node, deep=True)
+        return self._constructor.construct_object(node, deep=True)
 
     def typed(
         self,
