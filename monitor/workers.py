@@ -49,7 +49,10 @@ class Workers:
             # connection, as a plain fork would; and it is our child, so its CPU time is ours.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=context, initializer=_worker_started
+                self.processes,
+                mp_context=context,
+                initializer=_worker_started,
+                initargs=(os.getpid(),),
             )
         pool = self._pool
         try:
@@ -69,11 +72,12 @@ class Workers:
             self._pool = None
 
 
-def _worker_started() -> None:
+def _worker_started(collector: int) -> None:
     # Ctrl-C reaches the whole process group; the collector decides when its worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The collector's pid comes from the collector: it may be gone before this process is up.
     threading.Thread(
-        target=_leave_with, args=(os.getppid(),), name="leave-with-collector", daemon=True
+        target=_leave_with, args=(collector,), name="leave-with-collector", daemon=True
     ).start()
 
 

@@ -50,25 +50,33 @@ def test_no_processes_means_a_thread_of_this_process():
 
 
 ORPHANED = """
-import asyncio, os, sys, time
+import asyncio, multiprocessing, os, signal, sys, time
 from monitor.workers import Workers
 
 async def main():
     workers = Workers(1)
-    print(await workers.run(os.getpid), flush=True)
-    await workers.run(time.sleep, 60)
+    if sys.argv[1] == "running":
+        print(await workers.run(os.getpid), flush=True)
+        await workers.run(time.sleep, 60)
+    else:  # killed while its worker is still starting up
+        job = asyncio.ensure_future(workers.run(time.sleep, 60))
+        await asyncio.sleep(0)
+        print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main())
 """
 
 
-def test_the_worker_leaves_when_the_collector_is_killed_outright():
+@pytest.mark.parametrize("moment", ["running", "starting"])
+def test_the_worker_leaves_when_the_collector_is_killed_outright(moment):
     with subprocess.Popen(
-        [sys.executable, "-c", ORPHANED], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", ORPHANED, moment], stdout=subprocess.PIPE, text=True
     ) as parent:
         assert parent.stdout is not None
         worker = int(parent.stdout.readline())
-        os.kill(parent.pid, signal.SIGKILL)
+        if parent.poll() is None:
+            os.kill(parent.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(worker):
         time.sleep(0.1)
