@@ -5,7 +5,8 @@ private network (SSRF). The check is made where the connection is opened, on the
 name actually resolved to, so it holds for every redirect hop and cannot be dodged by DNS that
 answers differently the second time: we connect to the very address we checked. Sources that
 may reach private addresses use a separate connection pool, so a connection one of them opened is
-never reused by a source that may not.
+never reused by a source that may not. The backend's streams also answer the pool's frequent
+"is this idle connection still open?" cheaply (_Stream).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     httpcore's pool asks that of every idle connection each time a request starts or ends, and
     anyio rebuilds its table of socket attributes (calling getpeername()) to find the socket
-    each time: with 32 pooled connections, half the CPU of a pass where 1,000 feeds answer 304.
+    each time: with 32 pooled connections, a quarter of the CPU of a pass where 1,000 feeds
+    answer 304.
     """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:

@@ -88,7 +88,8 @@ class _Memory:
     def __init__(self, version: int) -> None:
         self.version = version
         self.vocabulary = stories.Vocabulary()
-        """Word rarity as stored, plus the counts in `pending`."""
+        """Word ids and rarity: the stored counts, plus this connection's new articles until
+        flush() writes them."""
         self.unflushed = 0
         """Articles counted since the last flush(): their counts are written every FLUSH_EVERY."""
         self.since: datetime | None = None

@@ -7,7 +7,8 @@ Matching runs cheapest first and records why an article joined a story:
      newest few per word (store_stories.py keeps the last WINDOW of articles in memory, so the
      cost of one article does not grow with the archive), then scored by tf-idf cosine on title
      plus summary, the bar rising as the story ages so that follow-ups start stories of their own.
-Everything here is pure: store_stories.py supplies the candidates and writes the result.
+Nothing here touches the database: store_stories.py supplies the candidates and the stored
+word counts, and writes the result.
 
 Measured on tests/fixtures/stories/labelled.tsv (300 articles, 84 stories, with follow-ups and
 same-day look-alikes as hard negatives): see README "Stories" for the figures and the threshold.
@@ -140,6 +141,7 @@ class Text:
 
 
 def text_of(title: str, summary: str) -> Text:
+    """The Text of an article with this title and summary."""
     key = fold(title)
     head = cut(key)
     words = (*head, *stems(summary))
