@@ -199,8 +199,7 @@ async def _fetch_and_parse(
             feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
         else:
             feed = await _read_section_page(source, db, fetcher, limits, response)
-        items, skipped = normalise_feed(feed, response.url, source, started)
-        warnings = feed.warnings + tuple(skipped)
+        items, warnings = _items_of(feed, response.url, source, started)
     items = await _resolve_aggregator_links(items, db, fetcher, limits)
     return dataclasses.replace(poll, warnings=warnings), items
 
@@ -209,7 +208,13 @@ def read_feed(
     body: bytes, url: str, headers: dict[str, str], source: Source, started: datetime
 ) -> tuple[list[Item], tuple[str, ...]]:
     """A feed's body -> its items and warnings (a job for Workers: pure, picklable in and out)."""
-    feed = parse_feed(body, url, headers, source.max_items)
+    return _items_of(parse_feed(body, url, headers, source.max_items), url, source, started)
+
+
+def _items_of(
+    feed: ParsedFeed, url: str, source: Source, started: datetime
+) -> tuple[list[Item], tuple[str, ...]]:
+    """A parsed feed's items, with its warnings and one for each entry that had to be skipped."""
     items, skipped = normalise_feed(feed, url, source, started)
     return items, feed.warnings + tuple(skipped)
 
