@@ -9,6 +9,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,23 +81,22 @@ def headline(rng: random.Random) -> tuple[str, str]:
     return text(rng, 8), text(rng, 30)
 
 
-def fill(db, count: int, rng: random.Random, days: int = 365) -> None:
+def fill(db, count: int, rng: random.Random, days: int) -> None:
     """`count` stored articles spread over the `days` before END, each its own story, written
     in bulk, the full-text index built once at the end."""
     conn = db.conn
     conn.execute("BEGIN")
-    docs: dict[str, int] = {}
+    docs: Counter[str] = Counter()
     step = timedelta(days=days) / max(count, 1)
     batch_articles, batch_stories = [], []
     for n in range(1, count + 1):
         title, summary = headline(rng)
         seen = iso(END - timedelta(days=days) + step * n)
-        words = stories.stems(title) + stories.stems(summary)
-        for word in set(words):
-            docs[word] = docs.get(word, 0) + 1
+        text = stories.text_of(title, summary)  # as the collector reads an article
+        docs.update(text.counts.keys())
         batch_articles.append(
             (n, f"https://bench.example/{n}", title, summary, seen, seen, seen, "bench", "Bench",
-             n, "[]", " ".join(words), "first report")
+             n, "[]", " ".join(text.words), "first report")
         )  # fmt: skip
         batch_stories.append((n, title, f"https://bench.example/{n}", "Bench", seen, seen, seen,
                               1, '["Bench"]', 1, "[]"))  # fmt: skip
