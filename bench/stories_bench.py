@@ -5,7 +5,7 @@
 Each size gets a fresh store filled in bulk at the same density (2,740 articles a day: a
 million a year), so that only the size of the archive differs, then 1,000 new articles
 (a third of them rewrites of recent stories, so matching does real work) are added through the
-collector's own write path. Reported: the time spent deciding stories (store_stories.place,
+collector's own write path. Reported: the time spent deciding stories (store_stories.place_all,
 including loading the recent window), and the whole write path for reference (which also pays
 for SQLite's B-trees and FTS5 segment merges). The baseline is the same work on the smallest
 store: the ratio shows whether the cost per article stays flat as the archive grows.
@@ -55,9 +55,9 @@ def measure(size: int, directory: Path) -> tuple[float, float]:
     items = added_items(rng, db, size)
     now = END + timedelta(hours=1)
     placing = 0.0
-    place = store_stories.place
+    place = store_stories.place_all
 
-    def timed(*args: Any, **kwargs: Any) -> store_stories.Placed:
+    def timed(*args: Any, **kwargs: Any) -> list[store_stories.Placed]:
         nonlocal placing
         t = time.perf_counter()
         try:
@@ -65,7 +65,7 @@ def measure(size: int, directory: Path) -> tuple[float, float]:
         finally:
             placing += time.perf_counter() - t
 
-    store_stories.place = timed  # type: ignore[assignment]
+    store_stories.place_all = timed  # type: ignore[assignment]
     t0 = time.perf_counter()
     try:
         with store.Checkpointer(db):  # as the collector writes: checkpoints off the write path
@@ -74,7 +74,7 @@ def measure(size: int, directory: Path) -> tuple[float, float]:
                 store.record_poll(db, Poll("bench", now, 1, "ok"), 600, batch, now=now)
                 now += timedelta(minutes=1)
     finally:
-        store_stories.place = place  # type: ignore[assignment]
+        store_stories.place_all = place  # type: ignore[assignment]
     elapsed = time.perf_counter() - t0
     joined = db.execute(
         "SELECT count(*) FROM articles WHERE url LIKE '%/new/%' AND match_reason != 'first report'"

@@ -29,9 +29,10 @@ from monitor.normalise import Item, normalise_feed
 from monitor.pages import Robots, article_links, read_pages
 from monitor.parse import parse_feed
 from monitor.sitemap import parse_sitemap, recent_children
-from monitor.store import Counts, Poll
+from monitor.store import Counts, Poll, Written
 from monitor.topics import Matcher, tag
 from monitor.workers import Workers
+from monitor.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -92,26 +93,32 @@ def limits_for(source: Source) -> Limits:
 @dataclass
 class Polling:
     """What polls share besides the database, for one pass (`collect`) or the scheduler's life:
-    the HTTP client, the topic matcher, the feed-reading worker, and WAL checkpoints on their
-    own thread while the database is written."""
+    the HTTP client, the topic matcher, the feed-reading worker, the writer (polls that finish
+    together share a transaction), and WAL checkpoints on their own thread while the database
+    is written."""
 
     db: sqlite_utils.Database
     fetcher: Fetcher
     matcher: Matcher
     """Replaced when topics change; polls in flight keep the one they started with."""
     workers: Workers
+    writer: Writer
     checkpointer: store.Checkpointer
 
     @classmethod
     def start(cls, config: Config, db: sqlite_utils.Database) -> Polling:
         c = config.collector
         fetcher = Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
-        polling = cls(db, fetcher, Matcher(config.topics), Workers(), store.Checkpointer(db))
+        polling = cls(
+            db, fetcher, Matcher(config.topics), Workers(), Writer(db), store.Checkpointer(db)
+        )
         polling.checkpointer.start()
         return polling
 
     async def close(self) -> None:
-        """Release it all; the word counts kept in memory between polls are written."""
+        """Release it all, once the polls waiting to be written are; the word counts kept in
+        memory between polls are written."""
+        await self.writer.close()
         await self.fetcher.aclose()
         self.workers.close()
         self.matcher.close()
@@ -138,9 +145,8 @@ async def collect(
 
 
 async def poll_source(source: Source, polling: Polling, clock: Clock = utcnow) -> Report:
-    db = polling.db
     started = clock()
-    state = store.source_state(db, source.name)
+    state = store.source_state(polling.db, source.name)
     if state.retry_after and state.retry_after > iso(started):
         wait = f"the server asked us to wait until {state.retry_after}"
         return Report(source.name, "deferred", error=wait)
@@ -162,7 +168,7 @@ async def poll_source(source: Source, polling: Polling, clock: Clock = utcnow) -
         poll = Poll(source.name, started, 0, "internal_error", error=f"{type(e).__name__}: {e}")
     poll = dataclasses.replace(poll, duration_ms=int((time.monotonic() - t0) * 1000))
     try:
-        counts = store.record_poll(db, poll, source.interval, items, now=started)
+        counts = await polling.writer.record(Written(poll, source.interval, items, started))
     except sqlite3.Error as e:
         log.error("could not record poll of %s: %s", source.name, e)
         return Report(source.name, "database_error", error=f"could not save: {e}")

@@ -8,12 +8,12 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
-from sys import intern
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -24,7 +24,7 @@ import sqlite_utils
 from monitor import stories
 from monitor.dates import from_iso, iso
 from monitor.sql import select_in
-from monitor.stories import Assignment, Candidate
+from monitor.stories import Assignment
 
 SCHEMA = """
 CREATE TABLE stories (
@@ -69,16 +69,18 @@ ALTER TABLE articles ADD COLUMN words TEXT NOT NULL DEFAULT '';
 
 class _Memory:
     """The clusterer's working set for one connection: word rarity and the last WINDOW of
-    articles (title word -> newest ids, each article's words, vector and story).
+    articles, one slot each: columns of numbers (id, first seen, story, title key, where its
+    vector lies in one pool) and, per title word, the slots of the newest articles using it.
 
-    Placing an article is then arithmetic on memory, whatever the size of the archive. It is
+    Placing articles is then arithmetic on memory, whatever the size of the archive. It is
     valid while this connection is the only writer: `check()` drops it when PRAGMA data_version
     says another connection committed (a staff merge, a second collector), and a rollback drops
     it (schema.transaction calls forget()).
     """
 
-    SWEEP = 5_000
-    """Placements between sweeps of articles that have left the window."""
+    COMPACT_AT = 20_000
+    """Slots in use before the first compaction (slots of articles that have left the window
+    or every word list are dropped then); after that, twice the slots the last one kept."""
     FLUSH_EVERY = 5_000
     """Articles whose word counts are written together. The counts in memory are the ones in
     use; the table is for the next start. Writing is one upsert per distinct word (at every
@@ -94,48 +96,114 @@ class _Memory:
         """Articles counted since the last flush(): their counts are written every FLUSH_EVERY."""
         self.since: datetime | None = None
         """Every article placed from then on is in memory (None: nothing loaded yet)."""
+        self.horizon = -math.inf
+        """The newest first_seen placed (seconds since the epoch)."""
         self.by_word: dict[str, list[int]] = {}
-        """Title word -> ids of the newest PER_WORD articles using it, oldest first."""
-        self.articles: dict[int, Candidate] = {}
-        """The articles some word's list holds: the only ones that can be candidates."""
-        self.refs: dict[int, int] = {}
-        """Article id -> how many word lists hold it; at 0 it is let go."""
-        self.story_start: dict[int, datetime] = {}
+        """Title word -> slots of the newest PER_WORD articles using it, oldest first."""
+        self.story_start: dict[int, float] = {}
         """Story id -> its first article's first_seen (for stories with articles in memory)."""
-        self.horizon: datetime | None = None
-        """The newest first_seen placed."""
-        self.placed = 0
+        self.outlets: list[str] = []
+        self.used = 0
+        self.compact_at = self.COMPACT_AT
+        self.article = np.zeros(0, np.int64)
+        self.seen = np.zeros(0)
+        self.story = np.zeros(0, np.int64)
+        self.key = np.zeros(0, np.int64)
+        """hash() of fold(title): equal keys are the same title (checked on the strings' hash,
+        which is this process's own: memory is never shared)."""
+        self.vector_at = np.zeros(0, np.int64)
+        self.vector_len = np.zeros(0, np.int64)
+        self.pool = stories.Vectors(
+            np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        )
+        """Every slot's vector, end to end (its `lens` unused: vector_at/vector_len place them),
+        ids and weights in 32 bits (half the memory traffic of scoring)."""
+        self.pooled = 0
 
-    def add(self, article: Candidate, title_words: Sequence[str]) -> None:
-        """Remember a placed article under its (distinct) title words."""
-        self.story_start.setdefault(article.story_id, article.story_first_seen)
-        if not title_words:
-            return  # nothing would ever find it
-        self.articles[article.id] = article
-        self.refs[article.id] = len(title_words)
+    def append(
+        self,
+        articles: Sequence[int],
+        seen: npt.NDArray[np.float64],
+        keys: Sequence[int],
+        outlets: Sequence[str],
+        vectors: stories.Vectors,
+    ) -> int:
+        """New slots, first reports until told otherwise (set story[]); the first one's number."""
+        first, n = self.used, len(articles)
+        if first + n > len(self.article):
+            size = max(first + n, 2 * len(self.article), 1024)
+            for name in ("article", "seen", "story", "key", "vector_at", "vector_len"):
+                old = getattr(self, name)
+                grown = np.zeros(size, old.dtype)
+                grown[:first] = old[:first]
+                setattr(self, name, grown)
+        slots = slice(first, first + n)
+        self.article[slots] = articles
+        self.seen[slots] = seen
+        self.story[slots] = articles
+        self.key[slots] = keys
+        self.outlets.extend(outlets)
+        words = len(vectors.ids)
+        if self.pooled + words > len(self.pool.ids):
+            size = max(self.pooled + words, 2 * len(self.pool.ids), 65536)
+            ids, weights = np.zeros(size, np.int32), np.zeros(size, np.float32)
+            ids[: self.pooled] = self.pool.ids[: self.pooled]
+            weights[: self.pooled] = self.pool.weights[: self.pooled]
+            self.pool = stories.Vectors(ids, weights, self.pool.lens)
+        self.pool.ids[self.pooled : self.pooled + words] = vectors.ids
+        self.pool.weights[self.pooled : self.pooled + words] = vectors.weights
+        self.vector_at[slots] = self.pooled + vectors.starts
+        self.vector_len[slots] = vectors.lens
+        self.pooled += words
+        self.used += n
+        return first
+
+    def remember(self, slot: int, title_words: Sequence[str]) -> None:
+        """File a slot under its (distinct) title words, where later articles find it."""
+        by_word = self.by_word
         for word in title_words:
-            ids = self.by_word.setdefault(word, [])
-            ids.append(article.id)
-            if len(ids) > stories.PER_WORD:
-                self._release(ids.pop(0))
+            slots = by_word.get(word)
+            if slots is None:
+                by_word[word] = [slot]
+            else:
+                slots.append(slot)
+                if len(slots) > stories.PER_WORD:
+                    del slots[0]
 
-    def _release(self, article_id: int) -> None:
-        left = self.refs[article_id] - 1
-        if left:
-            self.refs[article_id] = left
-        else:  # newer articles have taken its place under every word: no longer findable
-            del self.refs[article_id], self.articles[article_id]
+    def vectors_of(self, slots: npt.NDArray[np.int64]) -> stories.Vectors:
+        lens = self.vector_len[slots]
+        at = stories.spans(self.vector_at[slots], lens)
+        return stories.Vectors(self.pool.ids[at], self.pool.weights[at], lens)
 
-    def sweep(self, now: datetime) -> None:
-        # Two windows are kept, so a poll that started a little before the newest one placed
-        # still finds its whole window here.
-        low = self.since = now - 2 * stories.WINDOW
-        self.articles = {i: a for i, a in self.articles.items() if a.first_seen >= low}
-        kept = {word: [i for i in ids if i in self.articles] for word, ids in self.by_word.items()}
-        self.by_word = {word: ids for word, ids in kept.items() if ids}
-        self.refs = dict(Counter(i for ids in self.by_word.values() for i in ids))
-        live = {a.story_id for a in self.articles.values()}
-        self.story_start = {i: t for i, t in self.story_start.items() if i in live}
+    def compact(self) -> None:
+        """Drop the slots no word list holds any more or that have left the window (two
+        windows are kept, so a poll that started a little before the newest one placed still
+        finds its whole window here)."""
+        low = self.horizon - 2 * stories.WINDOW.total_seconds()
+        live = np.zeros(self.used, bool)
+        live[list(chain.from_iterable(self.by_word.values()))] = True
+        live &= self.seen[: self.used] >= low
+        kept = np.flatnonzero(live)
+        renumber = np.full(self.used, -1, np.int64)
+        renumber[kept] = np.arange(len(kept))
+        vectors = self.vectors_of(kept)
+        for name in ("article", "seen", "story", "key"):
+            setattr(self, name, getattr(self, name)[kept])
+        self.outlets = [self.outlets[i] for i in kept.tolist()]
+        self.vector_at, self.vector_len = vectors.starts, vectors.lens
+        self.pool, self.pooled = vectors, len(vectors.ids)
+        self.used = len(kept)
+        new = renumber.tolist()
+        by_word = {}
+        for word, slots in self.by_word.items():
+            still = [new[s] for s in slots if new[s] >= 0]
+            if still:
+                by_word[word] = still
+        self.by_word = by_word
+        stories_live = set(self.story[: self.used].tolist())
+        self.story_start = {i: t for i, t in self.story_start.items() if i in stories_live}
+        self.since = datetime.fromtimestamp(low, UTC)
+        self.compact_at = max(self.COMPACT_AT, 2 * self.used)
 
 
 _MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
@@ -189,14 +257,24 @@ def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
         memory.unflushed = 0
 
 
-def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> npt.NDArray[np.int32]:
-    """Count an article's distinct words towards their rarity (written by flush()); returns
-    their ids."""
-    ids = _ids(db, distinct)
+def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> None:
+    """Count an article's distinct words towards their rarity (written by flush())."""
     memory = _memory(db)
     memory.unflushed += 1
-    memory.vocabulary.count(ids)
-    return ids
+    memory.vocabulary.count(_ids(db, distinct))
+
+
+@dataclass(frozen=True)
+class Placing:
+    """An article to place in a story."""
+
+    article_id: int
+    text: stories.Text
+    outlet: str
+    first_seen: datetime
+    aggregated: bool
+    override: Assignment | None = None
+    """A staff decision, which wins over the clusterer."""
 
 
 @dataclass(frozen=True)
@@ -208,125 +286,192 @@ class Placed:
     """stems() of title and summary, space-separated (articles.words)."""
 
 
-def place(
-    db: sqlite_utils.Database,
-    article_id: int,
-    text: stories.Text,
-    outlet: str,
-    first_seen: datetime,
-    aggregated: bool,
-    *,
-    archive: int | None = None,
-    override: Assignment | None = None,
-) -> Placed:
-    """Decide the story of an article (the newest so far) and remember it for later ones.
+CHUNK = 64
+"""Articles placed together: their candidates are scored as one dense matrix of that many rows
+(numpy's cost per call, not arithmetic, was most of placing one article at a time)."""
+
+
+def place_all(
+    db: sqlite_utils.Database, articles: Sequence[Placing], *, archive: int | None = None
+) -> list[Placed]:
+    """Decide the stories of articles, in order (each newer than every article placed before
+    it, and seeing those), and remember them for later ones.
 
     Nothing is written but word counts (flush()): the caller stores `story_id`, `match_reason`
-    and `words` with the article, then calls refresh() for the stories it touched. A new
-    article's words count towards rarity and its id stands in for the article count; when
-    re-placing the archive (restory) pass `archive`, its size, instead. `override` is a staff
-    decision that wins over the clusterer.
+    and `words` with each article, then calls refresh() for the stories it touched. New
+    articles' words count towards rarity and their ids stand in for the article count; when
+    re-placing the archive (restory) pass `archive`, its size, instead.
     """
-    new = archive is None
+    placed: list[Placed] = []
+    for start in range(0, len(articles), CHUNK):
+        placed += _place_chunk(db, articles[start : start + CHUNK], archive)
+    return placed
+
+
+def _place_chunk(
+    db: sqlite_utils.Database, chunk: Sequence[Placing], archive: int | None
+) -> list[Placed]:
     memory = _memory(db)
-    if memory.since is not None and first_seen - stories.WINDOW < memory.since:
+    first = min(a.first_seen for a in chunk)
+    if memory.since is not None and first - stories.WINDOW < memory.since:
         _reset(db)  # far back in time (a backfill, a clock change): not the window in memory
         memory = _memory(db)
     if memory.since is None:
-        _load_window(db, memory, first_seen)
+        _load_window(db, memory, first, archive or chunk[0].article_id)
+    seen = np.array([a.first_seen.timestamp() for a in chunk])
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
-    memory.horizon = max(memory.horizon or first_seen, first_seen)
-    ids = count_words(db, text.counts.keys()) if new else _ids(db, text.counts.keys())
-    candidates = _candidates(memory, text.title_words, first_seen) if override is None else []
-    # The stored counts of the words about to be weighed, in one query rather than one each.
-    unweighed = [w for c in candidates if c.vector is None for w in c.words]
-    _load_docs(db, unweighed)
-    vocabulary, total = memory.vocabulary, archive or article_id
-    vector = vocabulary.vector(ids, text.counts.values(), total)
-
-    def weigh(words: Sequence[str]) -> stories.Vector:
-        counts = Counter(words)
-        return vocabulary.vector(_ids(db, counts.keys()), counts.values(), total)
-
-    def similarities(near: Sequence[Candidate]) -> npt.NDArray[np.float64]:
-        return vocabulary.similarities(vector, [c.weighed(weigh) for c in near])
-
-    assignment = (
-        override
-        or stories.assign(
-            text.key, first_seen, candidates, similarities, outlet if aggregated else None
-        )
-        or Assignment(article_id, "first report")
+    memory.horizon = max(memory.horizon, float(seen.max()))
+    vocabulary = memory.vocabulary
+    lens = np.array([len(a.text.counts) for a in chunk], np.int64)
+    ids = _ids(db, [w for a in chunk for w in a.text.counts])
+    if archive is None:
+        memory.unflushed += len(chunk)
+        vocabulary.count(ids)
+    counts = np.fromiter(
+        chain.from_iterable(a.text.counts.values() for a in chunk), np.float64, len(ids)
     )
-    memory.add(
-        Candidate(
-            article_id,
-            text.key,
-            (),
-            outlet,
-            first_seen,
-            assignment.story_id,
-            memory.story_start.get(assignment.story_id, first_seen),
-            vector,
-        ),
-        text.title_words,
+    totals = np.array([archive or a.article_id for a in chunk], np.int64)
+    vectors = vocabulary.vectors(ids, counts, lens, totals)
+    keys = [hash(a.text.key) for a in chunk]
+    first_slot = memory.append(
+        [a.article_id for a in chunk], seen, keys, [a.outlet for a in chunk], vectors
     )
-    memory.placed += 1
-    if memory.placed % memory.SWEEP == 0:
-        memory.sweep(memory.horizon)
-    return Placed(assignment, " ".join(text.words))
+    # Candidates in order: each article finds the ones placed before it, this chunk's included.
+    owners: list[int] = []
+    found: list[int] = []
+    runs: list[int] = []
+    by_word = memory.by_word
+    for i, a in enumerate(chunk):
+        if a.override is None:
+            for word in a.text.title_words[: stories.BLOCKING_WORDS]:
+                slots = by_word.get(word)
+                if slots:
+                    found += slots
+                    owners.append(i)
+                    runs.append(len(slots))
+        memory.remember(first_slot + i, a.text.title_words)
+    near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, runs, found)
+    placed = []
+    story, story_start = memory.story, memory.story_start
+    for i, a in enumerate(chunk):
+        assignment = a.override
+        if assignment is None:
+            pairs = near.get(i)
+            if pairs:
+                assignment = stories.assign(
+                    seen[i],
+                    (
+                        stories.Near(
+                            int(story[s]),
+                            story_start[story[s]],
+                            memory.outlets[s],
+                            same,
+                            score,
+                        )
+                        for s, same, score in pairs
+                    ),
+                    a.outlet if a.aggregated else None,
+                )
+            assignment = assignment or Assignment(a.article_id, "first report")
+        story[first_slot + i] = assignment.story_id
+        story_start.setdefault(assignment.story_id, float(seen[i]))
+        placed.append(Placed(assignment, " ".join(a.text.words)))
+    if memory.used >= memory.compact_at:
+        memory.compact()
+    return placed
 
 
-def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime) -> None:
-    """The stored articles of the last WINDOW, oldest first, as placing would have added them."""
+Pair = tuple[int, bool, float]
+"""A candidate's slot, whether it has the same title, and its score."""
+
+
+def _near(
+    memory: _Memory,
+    vectors: stories.Vectors,
+    seen: npt.NDArray[np.float64],
+    keys: npt.NDArray[np.int64],
+    owners: list[int],
+    runs: list[int],
+    found: list[int],
+) -> dict[int, list[Pair]]:
+    """For each article of a chunk (by index), the candidates that can decide its story: the
+    best MAX_CANDIDATES by title words shared (newest first on ties) within the window, of
+    which those with the same title or a score of at least THRESHOLD, oldest first.
+
+    Per word the newest few, so that a reworded headline sharing only common words ("asylum",
+    "prison") with the story still meets its most recent members; newest first, because copies
+    and rewrites of a story arrive within hours of each other.
+    """
+    if not found:
+        return {}
+    window = stories.WINDOW.total_seconds()
+    # One sort gives each article's candidates and how many title words each shares.
+    pairs = np.sort(np.repeat(np.array(owners, np.int64) << 32, runs) | np.array(found, np.int64))
+    firsts = np.flatnonzero(np.diff(pairs, prepend=-1))
+    shared = np.diff(firsts, append=len(pairs))
+    owner, slot = pairs[firsts] >> 32, pairs[firsts] & 0xFFFFFFFF
+    inside = memory.seen[slot] >= seen[owner] - window
+    owner, slot, shared = owner[inside], slot[inside], shared[inside]
+    # The best by title words shared, the newest placed first on ties: a second sort, on one
+    # key (article, words not shared, slots placed after it).
+    best = np.argsort(owner << 40 | (stories.BLOCKING_WORDS - shared) << 32 | (0xFFFFFFFF - slot))
+    owner, slot = owner[best], slot[best]
+    rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
+    keep = (rank < stories.MAX_CANDIDATES) & (memory.seen[slot] <= seen[owner] + window)
+    owner, slot = owner[keep], slot[keep]
+    same = memory.key[slot] == keys[owner]
+    scores = memory.vocabulary.similarities(vectors, owner, memory.vectors_of(slot))
+    deciding = same | (scores >= stories.THRESHOLD)
+    owner, slot, same, scores = owner[deciding], slot[deciding], same[deciding], scores[deciding]
+    oldest = np.lexsort((memory.article[slot], memory.seen[slot], owner))
+    near: dict[int, list[Pair]] = {}
+    for i, s, is_same, score in zip(
+        owner[oldest].tolist(),
+        slot[oldest].tolist(),
+        same[oldest].tolist(),
+        scores[oldest].tolist(),
+        strict=True,
+    ):
+        near.setdefault(i, []).append((s, is_same, score))
+    return near
+
+
+def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, total: int) -> None:
+    """The stored articles of the last WINDOW, oldest first, as placing would have added them
+    (weighed as if `total` articles were stored)."""
     rows = db.execute(
         """SELECT a.id, a.title, a.words, a.outlet, a.first_seen, a.story_id, s.first_seen
         FROM articles a JOIN stories s ON s.id = a.story_id
         WHERE a.first_seen BETWEEN ? AND ? ORDER BY a.first_seen, a.id""",
         [iso(now - stories.WINDOW), iso(now)],
     ).fetchall()
-    for article_id, title, words, outlet, seen, story_id, story_seen in rows:
-        key = stories.fold(title)
-        article = Candidate(
-            article_id,
-            key,
-            tuple(map(intern, words.split())),
-            outlet,
-            from_iso(seen),
-            story_id,
-            from_iso(story_seen),
-        )
-        memory.add(article, stories.distinct(stories.cut(key)))
     memory.since = now - stories.WINDOW
-
-
-def _candidates(
-    memory: _Memory, title_words: Sequence[str], first_seen: datetime
-) -> list[Candidate]:
-    """Articles placed earlier, within the window, that share a title word: the newest few per
-    word.
-
-    Per word, so that a reworded headline sharing only common words ("asylum", "prison") with
-    the story still meets its most recent members; newest first, because copies and rewrites
-    of a story arrive within hours of each other. The articles sharing the most title words
-    come first; only the best MAX_CANDIDATES are scored.
-    """
-    low = first_seen - stories.WINDOW
-    by_word, articles = memory.by_word, memory.articles
-    shared = Counter(
-        chain.from_iterable(by_word.get(w, ()) for w in title_words[: stories.BLOCKING_WORDS])
+    if not rows:
+        return
+    counted = [Counter(words.split()) for _, _, words, *_ in rows]
+    titles = [stories.fold(title) for _, title, *_ in rows]
+    ids = _ids(db, [w for counts in counted for w in counts])
+    vectors = memory.vocabulary.vectors(
+        ids,
+        np.fromiter(chain.from_iterable(c.values() for c in counted), np.float64, len(ids)),
+        np.array([len(c) for c in counted], np.int64),
+        np.full(len(rows), total, np.int64),
     )
-    found = []
-    for _, article_id in sorted([(n, i) for i, n in shared.items()], reverse=True):
-        article = articles[article_id]
-        if article.first_seen >= low:
-            found.append(article)
-            if len(found) == stories.MAX_CANDIDATES:
-                break
-    return found
+    first = memory.append(
+        [r[0] for r in rows],
+        np.array([from_iso(r[4]).timestamp() for r in rows]),
+        [hash(key) for key in titles],
+        [r[3] for r in rows],
+        vectors,
+    )
+    for n, (row, key) in enumerate(zip(rows, titles, strict=True)):
+        memory.story[first + n] = row[5]
+        memory.story_start.setdefault(row[5], from_iso(row[6]).timestamp())
+        memory.remember(first + n, stories.distinct(stories.cut(key)))
+    memory.horizon = max(memory.horizon, float(memory.seen[first + len(rows) - 1]))
 
 
-def _ids(db: sqlite_utils.Database, words: Collection[str]) -> npt.NDArray[np.int32]:
+def _ids(db: sqlite_utils.Database, words: Collection[str]) -> npt.NDArray[np.int64]:
     """The vocabulary ids of these words, loading the stored counts of new ones first."""
     vocabulary = _memory(db).vocabulary
     ids = vocabulary.lookup(words)
@@ -439,6 +584,10 @@ def _override(
     )
 
 
+RESTORY_BATCH = 1_000
+"""Articles read and placed at a time by restory (a million at once would all be in memory)."""
+
+
 def restory(db: sqlite_utils.Database) -> int:
     """Re-cluster every article from scratch, oldest first; returns the number of stories.
 
@@ -453,19 +602,25 @@ def restory(db: sqlite_utils.Database) -> int:
             "SELECT article_id, story_id, action FROM story_overrides"
         )
     }
-    rows: list[Any] = db.execute(
+    (archive,) = db.execute("SELECT count(*) FROM articles").fetchone()
+    rows = db.execute(
         """SELECT id, title, summary, outlet, first_seen, aggregated FROM articles
         ORDER BY first_seen, id"""
-    ).fetchall()
+    )
     decided = []
-    for article_id, title, summary, outlet, first_seen, aggregated in rows:
-        placed = place(
-            db, article_id, stories.text_of(title, summary), outlet, from_iso(first_seen),
-            bool(aggregated), archive=len(rows), override=overrides.get(article_id),
-        )  # fmt: skip
-        decided.append(
-            (placed.assignment.story_id, placed.assignment.reason, placed.words, article_id)
-        )
+    while batch := rows.fetchmany(RESTORY_BATCH):
+        articles = [
+            Placing(
+                article_id, stories.text_of(title, summary), outlet, from_iso(first_seen),
+                bool(aggregated), overrides.get(article_id),
+            )
+            for article_id, title, summary, outlet, first_seen, aggregated in batch
+        ]  # fmt: skip
+        for article, placed in zip(articles, place_all(db, articles, archive=archive), strict=True):
+            decided.append(
+                (placed.assignment.story_id, placed.assignment.reason, placed.words,
+                 article.article_id)
+            )  # fmt: skip
     db.conn.executemany(
         "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?", decided
     )

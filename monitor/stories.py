@@ -16,15 +16,14 @@ same-day look-alikes as hard negatives): see README "Stories" for the figures an
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import accumulate
+from datetime import timedelta
 from sys import intern
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,31 +54,6 @@ STOPWORDS = frozenset(
         "this", "that",
     }
 )  # fmt: skip
-
-
-@dataclass(slots=True)
-class Candidate:
-    """An earlier article as the clusterer sees it (store_stories.py keeps these in memory and
-    moves them between stories, hence mutable)."""
-
-    id: int
-    key: str
-    """fold() of its title."""
-    words: tuple[str, ...]
-    """stems() of its title and summary."""
-    outlet: str
-    first_seen: datetime
-    story_id: int
-    story_first_seen: datetime
-    vector: Vector | None = None
-    """tf-idf of `words`, computed the first time it is scored."""
-
-    def weighed(self, weigh: Callable[[Sequence[str]], Vector]) -> Vector:
-        """Its vector, computed once; the words are then let go (memory holds days of these)."""
-        if self.vector is None:
-            self.vector = weigh(self.words)
-            self.words = ()
-        return self.vector
 
 
 @dataclass(frozen=True)
@@ -149,19 +123,55 @@ def text_of(title: str, summary: str) -> Text:
 
 
 @dataclass(frozen=True, slots=True)
-class Vector:
-    """tf-idf of an article's words, unit length: distinct word ids and their weights."""
+class Vectors:
+    """tf-idf vectors of several articles, each of unit length, laid end to end: vector i is
+    `lens[i]` distinct word ids and their weights, after those of the vectors before it."""
 
-    ids: npt.NDArray[np.int32]
-    weights: npt.NDArray[np.float64]
+    ids: npt.NDArray[np.integer[Any]]
+    weights: npt.NDArray[np.floating[Any]]
+    lens: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    @property
+    def starts(self) -> npt.NDArray[np.int64]:
+        return np.cumsum(self.lens) - self.lens
+
+    def take(self, which: npt.NDArray[np.int64]) -> Vectors:
+        """These vectors (by index, repeats allowed), laid end to end in that order."""
+        lens = self.lens[which]
+        at = spans(self.starts[which], lens)
+        return Vectors(self.ids[at], self.weights[at], lens)
+
+
+def spans(starts: npt.NDArray[np.int64], lens: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The positions start, start + 1, ... start + len - 1 of each span, one span after another."""
+    total = int(lens.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    return np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+
+
+def segment_sums(
+    values: npt.NDArray[np.floating[Any]], lens: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """The sum of each run of `lens[i]` values (0 for an empty run)."""
+    sums = np.zeros(len(lens))
+    filled = lens > 0
+    if filled.any():
+        # reduceat reads an empty run as its neighbour's first value: only filled runs go in.
+        sums[filled] = np.add.reduceat(values, (np.cumsum(lens) - lens)[filled])
+    return sums
 
 
 class Vocabulary:
     """Stems as integer ids, with how many articles use each (their rarity).
 
-    Weighing an article and scoring it against its candidates are then a few array operations
-    instead of Python loops over dicts: deciding a story took about 1 ms an article that way,
-    most of it in those loops (BENCHMARKS.md, figure 4).
+    Weighing articles and scoring them against their candidates are then a few array operations
+    per batch of articles, instead of Python loops (or numpy calls) per article: deciding a
+    story took about 1 ms an article with dicts, 0.9 ms with numpy calls per article
+    (BENCHMARKS.md, figure 4).
     """
 
     def __init__(self) -> None:
@@ -172,8 +182,8 @@ class Vocabulary:
         """Word id -> articles using it."""
         self._written = self.docs.copy()
         """Word id -> articles using it as last written (see unwritten())."""
-        self._scratch = np.zeros(4096)
-        """All zeros between calls: the article being scored, spread out by word id."""
+        self._columns = np.zeros(4096, dtype=np.int32)
+        """All zeros between calls: word id -> its column in similarities()' scratch matrix."""
 
     def add(self, words: Mapping[str, int]) -> None:
         """New words with their stored counts."""
@@ -184,19 +194,22 @@ class Vocabulary:
             grow = max(len(self.ids), 2 * len(self.docs)) - len(self.docs)
             self.docs = np.concatenate([self.docs, np.zeros(grow, np.int64)])
             self._written = np.concatenate([self._written, np.zeros(grow, np.int64)])
-            self._scratch = np.zeros(len(self.docs))
+            self._columns = np.zeros(len(self.docs), np.int32)
         self.docs[start : len(self.ids)] = self._written[start : len(self.ids)] = list(
             words.values()
         )
 
-    def lookup(self, words: Iterable[str]) -> npt.NDArray[np.int32] | None:
+    def lookup(self, words: Collection[str]) -> npt.NDArray[np.int64] | None:
         """The ids of these words, or None if one of them is new (add() it first)."""
-        found = list(map(self.ids.get, words))
-        return None if None in found else np.array(found, np.int32)
+        try:
+            return np.fromiter(map(self.ids.get, words), np.int64, len(words))
+        except TypeError:  # a word without an id
+            return None
 
-    def count(self, ids: npt.NDArray[np.int32]) -> None:
-        """One more article uses each of these (distinct) words."""
-        self.docs[ids] += 1
+    def count(self, ids: npt.NDArray[np.int64]) -> None:
+        """One more article uses each of these words, once per occurrence in `ids` (the
+        distinct words of one or more articles)."""
+        np.add.at(self.docs, ids, 1)
 
     def unwritten(self) -> list[tuple[str, int]]:
         """The words counted since the last call, with how many more articles use them: for the
@@ -207,64 +220,83 @@ class Vocabulary:
         self._written[changed] = self.docs[changed]
         return [(self._words[i], n) for i, n in zip(changed, added, strict=True)]
 
-    def vector(self, ids: npt.NDArray[np.int32], counts: Collection[int], total: int) -> Vector:
-        """tf-idf of an article's distinct words (`ids`) and how often each occurs in it
-        (`counts`), `total` articles in all; a word nobody has used yet counts as used once
-        (as rare as any)."""
-        tf = 1 + np.log(np.fromiter(counts, np.float64, len(counts)))
-        weights = tf * np.log(1 + max(total, 1) / np.maximum(self.docs[ids], 1))
-        return Vector(ids, weights / (math.sqrt(weights @ weights) or 1.0))
+    def vectors(
+        self,
+        ids: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.float64],
+        lens: npt.NDArray[np.int64],
+        totals: npt.NDArray[np.int64],
+    ) -> Vectors:
+        """tf-idf of articles, each given as its distinct words (`ids`) and how often each
+        occurs in it (`counts`), `lens[i]` of them for article i, when `totals[i]` articles
+        were stored. A word nobody has used yet counts as used once (as rare as any)."""
+        tf = 1 + np.log(counts)
+        total = np.repeat(np.maximum(totals, 1), lens)
+        weights = tf * np.log(1 + total / np.maximum(self.docs[ids], 1))
+        norms = np.sqrt(segment_sums(weights * weights, lens))
+        norms[norms == 0] = 1.0
+        return Vectors(ids, weights / np.repeat(norms, lens), lens)
 
-    def similarities(self, mine: Vector, others: Sequence[Vector]) -> npt.NDArray[np.float64]:
-        """Cosine of `mine` with each of `others`, in one pass over all their words."""
-        scores = np.zeros(len(others))
-        scored = [i for i, other in enumerate(others) if len(other.ids)]
-        if not scored:
-            return scores
-        ids = np.concatenate([others[i].ids for i in scored])
-        weights = np.concatenate([others[i].weights for i in scored])
-        starts = [0, *accumulate(len(others[i].ids) for i in scored[:-1])]
-        scratch = self._scratch
-        scratch[mine.ids] = mine.weights
+    def similarities(
+        self, mine: Vectors, owners: npt.NDArray[np.int64], others: Vectors
+    ) -> npt.NDArray[np.float64]:
+        """The cosine of each of `others` with the vector of `mine` that `owners` names for it.
+
+        `mine` is laid out as a dense matrix over its own words (a column for each, and column
+        0 for every other word), so scoring every pair is one gather and one sum per run: keep
+        `mine` to a few dozen articles. In single precision: half the memory traffic, and
+        scores are compared with thresholds two decimals apart.
+        """
+        columns = self._columns
+        # Each of mine's words gets a column (a word used twice gets the later one; the
+        # earlier stays empty): no need to find the distinct words first.
+        width = len(mine.ids) + 1
+        columns[mine.ids] = np.arange(1, width)
         try:
-            products = scratch[ids] * weights
+            matrix = np.zeros(len(mine) * width, np.float32)
+            matrix[np.repeat(np.arange(len(mine)) * width, mine.lens) + columns[mine.ids]] = (
+                mine.weights
+            )
+            at = np.repeat(owners * width, others.lens) + columns[others.ids]
         finally:
-            scratch[mine.ids] = 0.0
-        scores[scored] = np.add.reduceat(products, starts)
-        return scores
+            columns[mine.ids] = 0
+        return segment_sums(matrix[at] * others.weights, others.lens)
+
+
+class Near(NamedTuple):
+    """An earlier article that shares an article's normalised title or scores at least
+    THRESHOLD against it, as assign() weighs it."""
+
+    story_id: int
+    story_start: float
+    """When its story began (first_seen of its first article), in seconds since the epoch."""
+    outlet: str
+    same_title: bool
+    score: float
 
 
 def assign(
-    key: str,
-    first_seen: datetime,
-    candidates: Sequence[Candidate],
-    similarities: Callable[[Sequence[Candidate]], npt.NDArray[np.float64]],
-    aggregator_outlet: str | None = None,
+    first_seen: float, near: Iterable[Near], aggregator_outlet: str | None = None
 ) -> Assignment | None:
-    """The story an article joins, or None when it starts its own.
+    """The story an article first seen at `first_seen` (seconds since the epoch) joins, or
+    None when it starts its own.
 
-    `key` is fold() of its title; `candidates` are earlier articles, and `similarities` gives
-    the article's cosine with each of those it is passed (Vocabulary.similarities);
-    `aggregator_outlet` is the outlet an aggregator item names (Google News <source>).
+    `near` are its candidates within the window that share its title or score at least
+    THRESHOLD, oldest first (ties go to the original); `aggregator_outlet` is the outlet an
+    aggregator item names (Google News <source>).
     """
-    near = sorted(
-        (c for c in candidates if abs(c.first_seen - first_seen) <= WINDOW),
-        key=lambda c: (c.first_seen, c.id),  # oldest first: ties go to the original
-    )
+    near = list(near)
     for c in near:
-        if c.key == key:
+        if c.same_title:
             if aggregator_outlet and c.outlet.lower() == aggregator_outlet.lower():
                 return Assignment(c.story_id, f"aggregator copy of {c.outlet}")
             return Assignment(c.story_id, "same title")
-    scores = similarities(near)
-    best: tuple[float, float, Candidate] | None = None
-    # Only those over the lowest bar, whatever the story's age: a few of the candidates.
-    for i in np.flatnonzero(scores >= THRESHOLD).tolist():
-        c, score = near[i], float(scores[i])
-        hours = max((first_seen - c.story_first_seen).total_seconds() / 3600, 0.0)
+    best: tuple[float, float, Near] | None = None
+    for c in near:
+        hours = max((first_seen - c.story_start) / 3600, 0.0)
         needed = THRESHOLD + FOLLOW_UP_PENALTY * min(hours / 12, 2)
-        if score >= needed and (best is None or score - needed > best[0] - best[1]):
-            best = (score, needed, c)
+        if c.score >= needed and (best is None or c.score - needed > best[0] - best[1]):
+            best = (c.score, needed, c)
     if best is None:
         return None
     return Assignment(best[2].story_id, f"near-duplicate ({best[0]:.2f})")

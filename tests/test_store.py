@@ -272,3 +272,41 @@ def test_poll_records_are_kept_for_90_days(db):
     store.record_poll(db, ok(), 600, [])
     assert store.prune_fetches(db, NOW) == 1
     assert rows(db, "SELECT started FROM fetches") == [("2026-11-25T01:00:00Z",)]
+
+
+def test_polls_written_together_count_as_if_written_alone(db):
+    # Both sources carry article 1 in one batch: one article, seen by both, with the topics of
+    # both; the second copy is edited, so its text wins and the first goes to history.
+    edited = item(1, guid="s1", title="Headline 1 corrected", topics=("campaign",))
+    counts = store.record_polls(db, [
+        store.Written(ok("RNZ"), 600, [item(1), item(2)]),
+        store.Written(ok("Stuff"), 600, [edited, item(3)]),
+    ])  # fmt: skip
+    assert [(c.new, c.updated, c.unchanged) for c in counts] == [(2, 0, 0), (1, 1, 0)]
+    assert rows(db, "SELECT id, title, topics FROM articles ORDER BY id") == [
+        (1, "Headline 1 corrected", '["campaign"]'), (2, item(2).title, "[]"),
+        (3, item(3).title, "[]"),
+    ]  # fmt: skip
+    assert rows(db, "SELECT article_id, source FROM sightings ORDER BY 1, 2") == [
+        (1, "RNZ"), (1, "Stuff"), (2, "RNZ"), (3, "Stuff"),
+    ]  # fmt: skip
+    assert rows(db, "SELECT article_id, title FROM article_history") == [(1, item(1).title)]
+    assert rows(db, "SELECT source, new, updated FROM fetches ORDER BY id") == [
+        ("RNZ", 2, 0), ("Stuff", 1, 1),
+    ]  # fmt: skip
+    assert rows(db, "SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'corrected'") == [(1,)]
+    db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")
+
+
+def test_a_stored_article_edited_twice_in_one_batch_keeps_both_old_texts(db):
+    store.record_poll(db, ok(), 600, [item(1)])
+    later = NOW + timedelta(minutes=5)
+    store.record_polls(db, [
+        store.Written(ok("RNZ", later), 600, [item(1, title="Second")], later),
+        store.Written(ok("Stuff", later), 600, [item(1, guid="s", title="Third")], later),
+    ])  # fmt: skip
+    assert rows(db, "SELECT title FROM articles") == [("Third",)]
+    assert rows(db, "SELECT title FROM article_history ORDER BY id") == [
+        (item(1).title,), ("Second",),
+    ]  # fmt: skip
+    db.execute("INSERT INTO articles_fts (articles_fts) VALUES ('integrity-check')")

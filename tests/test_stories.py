@@ -250,8 +250,22 @@ def test_fold_and_suffixes():
     assert strip_outlet_suffix("Story | Stuff", "Stuff") == "Story"
 
 
+def vectors_of(vocabulary, texts, total):
+    """The batch vectors of these word lists, as the clusterer weighs articles."""
+    import numpy as np
+
+    counted = [Counter(words) for words in texts]
+    ids = vocabulary.lookup([w for c in counted for w in c])
+    assert ids is not None
+    counts = np.array([n for c in counted for n in c.values()], np.float64)
+    lens = np.array([len(c) for c in counted], np.int64)
+    return vocabulary.vectors(ids, counts, lens, np.full(len(texts), total, np.int64))
+
+
 def test_shared_paraphrase_pairs_report():
     """Real sentence pairs from different outlets (MSRP): reported, not asserted per pair."""
+    import numpy as np
+
     from monitor.stories import Vocabulary, stems
 
     path = shared_fixtures("dup_pairs", "msr_paraphrase_test_first31.tsv")
@@ -260,27 +274,21 @@ def test_shared_paraphrase_pairs_report():
     pairs = [
         dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:] if line.strip()
     ]
-    texts = [stems(p[k]) for p in pairs for k in header if k.lower().endswith("string")]
+    strings = [k for k in header if k.lower().endswith("string")]
+    texts = [stems(p[k]) for p in pairs for k in strings]
     vocabulary = Vocabulary()
     vocabulary.add(dict.fromkeys({w for words in texts for w in words}, 0))
-
-    def ids(words):
-        found = vocabulary.lookup(words)
-        assert found is not None
-        return found
-
     for words in texts:
-        vocabulary.count(ids(set(words)))
-
-    def vector(words):
-        counts = Counter(words)
-        return vocabulary.vector(ids(counts), counts.values(), len(texts))
-
+        found = vocabulary.lookup(set(words))
+        assert found is not None
+        vocabulary.count(found)
+    firsts = vectors_of(vocabulary, texts[0::2], len(texts))
+    seconds = vectors_of(vocabulary, texts[1::2], len(texts))
+    # Every pair in one call: each second sentence against its own first.
+    scores = vocabulary.similarities(firsts, np.arange(len(pairs)), seconds)
     tp = fp = fn = tn = 0
-    for p in pairs:
-        a, b = (stems(p[k]) for k in header if k.lower().endswith("string"))
+    for p, score in zip(pairs, scores, strict=True):
         same = p[header[0]].strip() == "1"
-        (score,) = vocabulary.similarities(vector(a), [vector(b)])
         joined = score >= 0.38
         tp += same and joined
         fp += joined and not same
@@ -294,20 +302,77 @@ def test_shared_paraphrase_pairs_report():
 
 
 def test_similarities_score_every_candidate_including_empty_ones():
+    import numpy as np
+
     from monitor.stories import Vocabulary
 
     vocabulary = Vocabulary()
     vocabulary.add({"deten": 1, "asylu": 1, "priso": 1, "minis": 1})
-
-    def vector(*words: str):
-        counts = Counter(words)
-        ids = vocabulary.lookup(counts)
-        assert ids is not None
-        return vocabulary.vector(ids, counts.values(), 4)
-
-    mine = vector("deten", "asylu")
-    others = [vector("deten", "asylu"), vector(), vector("deten", "priso"), vector("priso")]
+    mine = vectors_of(vocabulary, [["deten", "asylu"], ["minis"]], 4)
+    others = vectors_of(
+        vocabulary, [["deten", "asylu"], [], ["deten", "priso"], ["priso"], ["minis"]], 4
+    )
     # Same words: 1; no words: 0 (not its neighbour's first product); one of two equally
-    # weighted words: 1/2; no shared word: 0.
-    assert vocabulary.similarities(mine, others).round(6).tolist() == [1.0, 0.0, 0.5, 0.0]
-    assert vocabulary.similarities(mine, []).tolist() == []
+    # weighted words: 1/2; no shared word: 0; the second article's own word: 1.
+    owners = np.array([0, 0, 0, 0, 1])
+    assert vocabulary.similarities(mine, owners, others).round(6).tolist() == [
+        1.0, 0.0, 0.5, 0.0, 1.0
+    ]  # fmt: skip
+    # Each pair is scored against its own owner: the first article does not have "minis".
+    assert vocabulary.similarities(mine, np.zeros(5, np.int64), others)[-1] == 0.0
+    none = vectors_of(vocabulary, [], 4)
+    assert vocabulary.similarities(mine, np.zeros(0, np.int64), none).tolist() == []
+
+
+def distinct_title(n: int) -> str:
+    """Four words no other n shares (stems are five characters)."""
+    return " ".join(f"q{n:03d}{c}" for c in "abcd")
+
+
+def test_articles_placed_together_find_the_ones_before_them(db):
+    # One poll of 100 articles is placed in chunks (store_stories.CHUNK): a copy finds an
+    # article earlier in its own chunk and in an earlier chunk, as if placed one by one.
+    assert store_stories.CHUNK < 70
+    db.execute("INSERT INTO sources (name, url, interval) VALUES ('S', 'http://s.example/', 600)")
+    titles = [distinct_title(n) for n in range(100)]
+    titles[20] = titles[2]  # same chunk
+    titles[70] = titles[3]  # a later chunk
+    titles[80] = "q010a q010b q010c other"  # three of four words: a near-duplicate
+    items = [
+        Item(url=f"https://x.example/{n}", link=f"https://x.example/{n}", guid=None,
+             title=title, summary="", published=None, outlet="RNZ")
+        for n, title in enumerate(titles)
+    ]  # fmt: skip
+    store.record_poll(db, Poll("S", BASE, 1, "ok"), 600, items, now=BASE)
+    placed = {
+        url: (story, reason)
+        for url, story, reason in db.execute("SELECT url, story_id, match_reason FROM articles")
+    }
+    story = {n: placed[f"https://x.example/{n}"] for n in (2, 3, 10, 20, 70, 80)}
+    assert story[20] == (story[2][0], "same title")
+    assert story[70] == (story[3][0], "same title")
+    assert story[80][0] == story[10][0] and story[80][1].startswith("near-duplicate (")
+    assert sum(reason == "first report" for _, reason in placed.values()) == 97
+
+
+def test_compacting_the_clusterers_memory_changes_no_decision(db, tmp_path, monkeypatch):
+    rows = labelled_rows()
+    load(db, rows)
+    before = db.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id").fetchall()
+    compactions = []
+    compact = store_stories._Memory.compact
+
+    def counted(memory):
+        compactions.append(memory.used)
+        compact(memory)
+
+    monkeypatch.setattr(store_stories._Memory, "COMPACT_AT", 7)
+    monkeypatch.setattr(store_stories._Memory, "compact", counted)
+    other = store.open_db(tmp_path / "other.db")
+    try:
+        load(other, rows)
+        after = other.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id")
+        assert after.fetchall() == before
+    finally:
+        other.close()
+    assert len(compactions) >= 5

@@ -1,0 +1,116 @@
+"""Group commit: polls that finish while the database is busy are written in one transaction.
+
+Every poll is written after its network I/O, in a transaction of its own when it finishes
+alone (the usual case for a running collector: sources fall due one by one). When many finish
+together (a first pass, a burst of changed feeds), whatever a transaction costs once is paid
+once for all of them instead of once each: the commit (writing the log's pages, flushing the
+full-text index's new segment), the lookups, placing the new articles in stories. Measured on
+1,000 changed feeds: one transaction per poll wrote ~2.3 pages of log per article, 20 polls
+per transaction ~0.6.
+
+If a batch fails, its polls are written again one by one, so an error in one poll (a bug, a
+value SQLite refuses) is that poll's alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from monitor import store
+from monitor.store import Counts, Written
+
+log = logging.getLogger(__name__)
+
+GATHER_ITEMS = 2_000
+"""A batch is written as soon as this many items wait..."""
+GATHER_S = 0.25
+"""...or when its first poll has waited this long: what a poll's items wait for company."""
+MAX_ITEMS = 10_000
+"""Items per transaction at most, so that one commit stays well under a second."""
+
+
+@dataclass
+class Writer:
+    db: sqlite_utils.Database
+    _waiting: list[tuple[Written, asyncio.Future[Counts]]] = field(default_factory=list)
+    _running: asyncio.Task[None] | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def record(self, written: Written) -> Counts:
+        """Write a poll (with others waiting, if any); its counts, or the sqlite3.Error that
+        kept it out of the database."""
+        future: asyncio.Future[Counts] = asyncio.get_running_loop().create_future()
+        self._waiting.append((written, future))
+        self._arrived.set()
+        if self._running is None:
+            self._running = asyncio.create_task(self._write_waiting())
+        return await future
+
+    async def close(self) -> None:
+        """Wait for the polls already waiting to be written."""
+        if self._running is not None:
+            await self._running
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                await self._gathered()
+                self._write(self._take())
+        finally:
+            self._running = None
+
+    async def _gathered(self) -> None:
+        """Until GATHER_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
+        join the batch: during a burst they finish many a second)."""
+        deadline = asyncio.get_running_loop().time() + GATHER_S
+        while sum(len(w.items) for w, _ in self._waiting) < GATHER_ITEMS:
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[tuple[Written, asyncio.Future[Counts]]]:
+        taken, items = 0, 0
+        for written, _ in self._waiting:
+            if taken and items + len(written.items) > MAX_ITEMS:
+                break
+            taken += 1
+            items += len(written.items)
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return batch
+
+    def _write(self, batch: list[tuple[Written, asyncio.Future[Counts]]]) -> None:
+        try:
+            counts = store.record_polls(self.db, [written for written, _ in batch])
+        except sqlite3.Error as e:
+            if len(batch) == 1:
+                _settle(batch[0][1], error=e)
+                return
+            log.warning("writing %d polls together failed (%s); one by one now", len(batch), e)
+            for one in batch:
+                self._write([one])
+            return
+        for (_, future), c in zip(batch, counts, strict=True):
+            _settle(future, counts=c)
+
+
+def _settle(
+    future: asyncio.Future[Counts],
+    *,
+    counts: Counts | None = None,
+    error: sqlite3.Error | None = None,
+) -> None:
+    if future.cancelled():  # the poll was cancelled (shutdown) while waiting: nothing to tell
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert counts is not None
+        future.set_result(counts)

@@ -1,0 +1,88 @@
+"""Group commit: polls that finish together share a transaction; one that fails, fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from monitor import store
+from monitor.config import Config, Source
+from monitor.normalise import Item
+from monitor.store import Counts, Written
+from monitor.writer import Writer
+from tests.test_store import item, ok, rows
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = store.open_db(tmp_path / "coverage.db")
+    sources = (
+        Source("RNZ", "https://www.rnz.co.nz/rss"),
+        Source("Stuff", "https://stuff.co.nz/rss"),
+    )
+    store.sync_sources(database, Config(tmp_path / "feeds.yaml", sources))
+    yield database
+    database.close()
+
+
+def commits(db) -> list[str]:
+    seen: list[str] = []
+    db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql == "COMMIT" else None)
+    return seen
+
+
+def test_polls_finishing_together_share_one_transaction(db):
+    committed = commits(db)
+    writer = Writer(db)
+
+    async def finish_together() -> tuple[Counts, Counts]:
+        return await asyncio.gather(
+            writer.record(Written(ok("RNZ"), 600, [item(1), item(2)])),
+            writer.record(Written(ok("Stuff"), 600, [item(3)])),
+        )
+
+    assert list(asyncio.run(finish_together())) == [Counts(2, 0, 0), Counts(1, 0, 0)]
+    assert len(committed) == 1
+    assert rows(db, "SELECT source, new FROM fetches ORDER BY id") == [("RNZ", 2), ("Stuff", 1)]
+
+
+def test_a_poll_the_database_refuses_fails_alone(db):
+    # No URL: SQLite refuses the row (NOT NULL), which rolls back the whole batch; the writer
+    # then writes the polls one by one, and only that one fails.
+    broken = Item(
+        url=None,  # type: ignore[arg-type]
+        link="x", guid=None, title="No URL", summary="", published=None, outlet="RNZ",
+    )  # fmt: skip
+    writer = Writer(db)
+
+    async def finish_together() -> tuple[object, ...]:
+        return await asyncio.gather(
+            writer.record(Written(ok("RNZ"), 600, [item(1)])),
+            writer.record(Written(ok("Stuff"), 600, [broken])),
+            writer.record(Written(ok("RNZ"), 600, [item(2)])),
+            return_exceptions=True,
+        )
+
+    first, failed, last = asyncio.run(finish_together())
+    assert first == last == Counts(1, 0, 0)
+    assert isinstance(failed, sqlite3.IntegrityError)
+    assert rows(db, "SELECT id, url FROM articles ORDER BY id") == [
+        (1, item(1).url), (2, item(2).url),
+    ]  # fmt: skip
+    assert rows(db, "SELECT source FROM fetches ORDER BY id") == [("RNZ",), ("RNZ",)]
+
+
+def test_close_waits_for_the_polls_waiting_to_be_written(db):
+    writer = Writer(db)
+
+    async def record_then_close() -> None:
+        task = asyncio.create_task(writer.record(Written(ok("RNZ"), 600, [item(1)])))
+        await asyncio.sleep(0)  # the poll is waiting (the writer gathers for a moment)
+        await writer.close()
+        assert task.done()
+
+    asyncio.run(record_then_close())
+    assert store.source_state(db, "RNZ").consecutive_failures == 0
+    assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
