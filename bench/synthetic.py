@@ -96,7 +96,7 @@ def fill(db, count: int, rng: random.Random, days: int) -> None:
         docs.update(text.counts.keys())
         batch_articles.append(
             (n, f"https://bench.example/{n}", title, summary, seen, seen, seen, "bench", "Bench",
-             n, "[]", " ".join(text.words), "first report")
+             n, "[]", text.words, "first report")
         )  # fmt: skip
         batch_stories.append((n, title, f"https://bench.example/{n}", "Bench", seen, seen, seen,
                               1, '["Bench"]', 1, "[]"))  # fmt: skip

@@ -353,11 +353,12 @@ def _save_items(db: sqlite_utils.Database, polls: Sequence[Written]) -> dict[int
     keys: list[tuple[str, int]] = []
     history: list[tuple[int, str, str, str]] = []
     tally: dict[int, Counter[str]] = {id(p): Counter() for p in polls}
+    stamps = {id(p): iso(p.stamp) for p in polls}
     for p, item, lookups in entries:
-        stamp = iso(p.stamp)
+        stamp = stamps[id(p)]
         found = next((k for k in lookups if k in fresh.ids or k in stored), None)
         if found is None:
-            article_id = fresh.add(item, lookups, p.poll.source, p.stamp)
+            article_id = fresh.add(item, lookups, p.poll.source, p.stamp, stamp)
             outcome = "new"
         elif found in fresh.ids:  # a copy of an article new in this batch
             article_id = fresh.ids[found]
@@ -430,6 +431,8 @@ class _New:
     item: Item
     source: str
     first_seen: datetime
+    seen: str
+    """first_seen as stored."""
     updated: str
     topics: set[str]
     matched: dict[str, list[str]]
@@ -445,14 +448,16 @@ class _NewArticles:
         self.articles: list[_New] = []
         self.first = 0
 
-    def add(self, item: Item, lookups: list[Lookup], source: str, first_seen: datetime) -> int:
+    def add(
+        self, item: Item, lookups: list[Lookup], source: str, first_seen: datetime, stamp: str
+    ) -> int:
         if not self.articles:
             (self.first,) = self.db.execute(
                 "SELECT coalesce(max(id), 0) + 1 FROM articles"
             ).fetchone()
         article_id = self.first + len(self.articles)
         self.articles.append(
-            _New(item, source, first_seen, iso(first_seen), set(item.topics),
+            _New(item, source, first_seen, stamp, stamp, set(item.topics),
                  {k: list(v) for k, v in item.matched.items()})
         )  # fmt: skip
         self.ids.update((k, article_id) for k in lookups)
@@ -475,7 +480,8 @@ class _NewArticles:
         return True
 
     def write(self) -> set[int]:
-        """Place the new articles in stories, insert and index them; their stories' ids."""
+        """Place the new articles in stories, insert and index them, and write the stories they
+        started; the stories they joined, for the caller to refresh."""
         if not self.articles:
             return set()
         db, first = self.db, self.first
@@ -489,15 +495,23 @@ class _NewArticles:
             ],
         )
         rows = []
+        started: dict[int, list[tuple[tuple[Any, ...], store_stories.Member]]] = {}
+        joined: set[int] = set()
         for n, (a, p) in enumerate(zip(self.articles, placed, strict=True)):
-            item, seen = a.item, iso(a.first_seen)
+            item, seen, story = a.item, a.seen, p.assignment.story_id
+            published = iso(item.published) if item.published else seen
+            topics = json.dumps(sorted(a.topics)) if a.topics else "[]"
             rows.append((
-                first + n, item.url, item.title, item.summary,
-                iso(item.published) if item.published else seen, seen, a.updated, a.source,
-                item.outlet, json.dumps(sorted(a.topics)), _terms_json(a.matched), item.guid,
-                item.link, int(item.aggregated), p.assignment.story_id, p.assignment.reason,
-                p.words,
+                first + n, item.url, item.title, item.summary, published, seen, a.updated,
+                a.source, item.outlet, topics, _terms_json(a.matched), item.guid, item.link,
+                int(item.aggregated), story, p.assignment.reason, p.words,
             ))  # fmt: skip
+            if story >= first:  # started in this batch: every member is here
+                order = (item.aggregated, published, seen, first + n)
+                member = (item.title, item.url, item.outlet, published, seen, topics)
+                started.setdefault(story, []).append((order, member))
+            else:
+                joined.add(story)
         db.conn.executemany(
             """INSERT INTO articles (id, url, title, summary, published, first_seen, updated,
                 source, outlet, topics, matched, guid, link, aggregated, story_id, match_reason,
@@ -511,7 +525,10 @@ class _NewArticles:
             SELECT id, title, summary FROM articles WHERE id BETWEEN ? AND ?""",
             [first, first + len(rows) - 1],
         )
-        return {p.assignment.story_id for p in placed}
+        store_stories.write_stories(
+            db, {story: [m for _, m in sorted(ms)] for story, ms in started.items()}
+        )
+        return joined
 
 
 def _update(
@@ -545,6 +562,8 @@ def _update(
 
 
 def _terms_json(terms: Mapping[str, Iterable[str]]) -> str:
+    if not terms:
+        return "{}"
     return json.dumps({topic: list(words) for topic, words in sorted(terms.items())})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -375,7 +375,7 @@ def _place_chunk(
             assignment = assignment or Assignment(a.article_id, "first report")
         story[first_slot + i] = assignment.story_id
         story_start.setdefault(assignment.story_id, float(seen[i]))
-        placed.append(Placed(assignment, " ".join(a.text.words)))
+        placed.append(Placed(assignment, a.text.words))
     if memory.used >= memory.compact_at:
         memory.compact()
     return placed
@@ -407,8 +407,8 @@ def _near(
     window = stories.WINDOW.total_seconds()
     # One sort gives each article's candidates and how many title words each shares.
     pairs = np.sort(np.repeat(np.array(owners, np.int64) << 32, runs) | np.array(found, np.int64))
-    firsts = np.flatnonzero(np.diff(pairs, prepend=-1))
-    shared = np.diff(firsts, append=len(pairs))
+    firsts = np.flatnonzero(np.concatenate(([True], pairs[1:] != pairs[:-1])))
+    shared = np.diff(np.concatenate((firsts, [len(pairs)])))
     owner, slot = pairs[firsts] >> 32, pairs[firsts] & 0xFFFFFFFF
     inside = memory.seen[slot] >= seen[owner] - window
     owner, slot, shared = owner[inside], slot[inside], shared[inside]
@@ -493,9 +493,15 @@ def _load_docs(db: sqlite_utils.Database, words: Iterable[str]) -> None:
         vocabulary.add({**dict.fromkeys(missing, 0), **dict(stored)})
 
 
+Member = tuple[str, str, str, str, str, str]
+"""What a story row is made of, per article: title, url, outlet, published, first_seen, topics
+(JSON). A story's members come in order: originals before aggregator copies, then by
+publication, first sight and id (the first gives the story its headline)."""
+
+
 def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
     """Recompute story rows from their articles (and drop stories left empty)."""
-    members: dict[int, list[Any]] = {story_id: [] for story_id in sorted(set(story_ids))}
+    members: dict[int, list[Member]] = {story_id: [] for story_id in sorted(set(story_ids))}
     for row in select_in(
         db,
         """SELECT story_id, title, url, outlet, published, first_seen, topics
@@ -507,24 +513,30 @@ def refresh(db: sqlite_utils.Database, story_ids: Iterable[int]) -> None:
     db.conn.executemany(
         "DELETE FROM stories WHERE id = ?", [(i,) for i, rows in members.items() if not rows]
     )
+    write_stories(db, {i: rows for i, rows in members.items() if rows})
+
+
+def write_stories(db: sqlite_utils.Database, members: Mapping[int, Sequence[Member]]) -> None:
+    """Story rows from all of each story's members, in order (see Member)."""
     db.conn.executemany(
         """INSERT OR REPLACE INTO stories (id, title, url, outlet, published, first_seen,
             last_seen, outlets, outlet_list, articles, topics)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [_story_row(i, rows) for i, rows in members.items() if rows],
+        [_story_row(i, rows) for i, rows in members.items()],
     )
 
 
-def _story_row(story_id: int, members: list[Any]) -> tuple[Any, ...]:
-    """A story as its articles make it, the first (by publication, originals before
-    aggregator copies) giving its headline."""
-    title, url, outlet, published, _, _ = members[0]
+def _story_row(story_id: int, members: Sequence[Member]) -> tuple[Any, ...]:
+    title, url, outlet, published, seen, topics = members[0]
+    if len(members) == 1:  # most stories: one article so far (its topics are sorted already)
+        return (story_id, title, url, outlet, published, seen, seen, 1, json.dumps([outlet]), 1,
+                topics)  # fmt: skip
     outlets = list(dict.fromkeys(m[2] for m in members))
-    topics = sorted({t for m in members for t in json.loads(m[5])})
+    everything = sorted({t for m in members for t in json.loads(m[5])})
     return (
         story_id, title, url, outlet, published, min(m[4] for m in members),
         max(m[4] for m in members), len(outlets), json.dumps(outlets), len(members),
-        json.dumps(topics),
+        json.dumps(everything),
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin
 
 import lxml.etree as etree
@@ -101,12 +102,30 @@ def _encoding_agrees(body: bytes, content_type: str) -> bool:
 def _text(element: etree._Element | None) -> str:
     if element is None:
         return ""
+    if not len(element):  # no child elements: its text is all there is
+        return (element.text or "").strip()
     return "".join(element.itertext()).strip()
+
+
+def _children(element: etree._Element) -> dict[Any, etree._Element]:
+    """The first child of each tag, as find() gives it: one pass over the children instead of
+    an ElementPath search per field (2 µs each, ten a feed entry)."""
+    first: dict[Any, etree._Element] = {}
+    for child in element:
+        first.setdefault(child.tag, child)
+    return first
 
 
 def _date(text: str | None) -> tuple[str | None, datetime | None]:
     if not text:
         return None, None
+    try:  # ISO 8601 (Atom, dc:date) as feedparser reads it, a tenth of the time
+        written = datetime.fromisoformat(text.strip())
+    except ValueError:
+        pass
+    else:
+        utc = written.astimezone(UTC) if written.tzinfo else written.replace(tzinfo=UTC)
+        return text, utc.replace(microsecond=0)
     parsed = feedparser_date(text)
     if parsed is None:
         return text, None
@@ -124,21 +143,22 @@ def _absolute(element: etree._Element, link: str | None) -> str | None:
 
 
 def _rss_entry(item: etree._Element) -> RawEntry:
-    guid_element = item.find("guid")
+    child = _children(item)
+    guid_element = child.get("guid")
     guid = _text(guid_element) or None
-    link = _text(item.find("link")) or _text(item.find(FEEDBURNER + "origLink")) or None
-    origlink = _text(item.find(FEEDBURNER + "origLink")) or None
+    origlink = _text(child.get(FEEDBURNER + "origLink")) or None
+    link = _text(child.get("link")) or origlink
     # Like feedparser: a GUID is the link unless the feed says isPermaLink="false".
     permalink = guid_element is not None and guid_element.get("isPermaLink", "true") != "false"
     if guid and permalink:
         guid = _absolute(item, guid)
         link = link or guid
-    summary = _text(item.find("description")) or _text(item.find(CONTENT + "encoded"))
-    title = _text(item.find("title"))
+    summary = _text(child.get("description")) or _text(child.get(CONTENT + "encoded"))
+    title = _text(child.get("title"))
     date_text, date_parsed = _date(
-        _text(item.find("pubDate")) or _text(item.find(DC + "date")) or None
+        _text(child.get("pubDate")) or _text(child.get(DC + "date")) or None
     )
-    source = _text(item.find("source"))
+    source = _text(child.get("source"))
     return RawEntry(
         guid=guid,
         link=_absolute(item, origlink or link),
@@ -154,15 +174,16 @@ def _rss_entry(item: etree._Element) -> RawEntry:
 
 def _rdf_entry(ns: str) -> Callable[[etree._Element], RawEntry]:
     def convert(item: etree._Element) -> RawEntry:
-        title = _text(item.find(f"{ns}title"))
-        link = _text(item.find(f"{ns}link")) or None
-        date_text, date_parsed = _date(_text(item.find(DC + "date")) or None)
+        child = _children(item)
+        title = _text(child.get(f"{ns}title"))
+        link = _text(child.get(f"{ns}link")) or None
+        date_text, date_parsed = _date(_text(child.get(DC + "date")) or None)
         return RawEntry(
             guid=item.get(f"{RDF}about") or link or None,
             link=_absolute(item, link),
             title=title,
             title_is_html=bool(_LOOKS_HTML.search(title)),
-            summary=_text(item.find(f"{ns}description")),
+            summary=_text(child.get(f"{ns}description")),
             summary_is_html=True,
             date_text=date_text,
             date_parsed=date_parsed,
@@ -173,17 +194,18 @@ def _rdf_entry(ns: str) -> Callable[[etree._Element], RawEntry]:
 
 
 def _atom_entry(entry: etree._Element) -> RawEntry:
-    title_element = entry.find(f"{ATOM}title")
-    title, title_is_html = _atom_text(title_element)
-    summary, summary_is_html = _atom_text(entry.find(f"{ATOM}summary"))
+    child = _children(entry)
+    title, title_is_html = _atom_text(child.get(f"{ATOM}title"))
+    summary, summary_is_html = _atom_text(child.get(f"{ATOM}summary"))
     if not summary:
-        summary, summary_is_html = _atom_text(entry.find(f"{ATOM}content"))
+        summary, summary_is_html = _atom_text(child.get(f"{ATOM}content"))
     date_text, date_parsed = _date(
-        _text(entry.find(f"{ATOM}published")) or _text(entry.find(f"{ATOM}updated")) or None
+        _text(child.get(f"{ATOM}published")) or _text(child.get(f"{ATOM}updated")) or None
     )
-    source_title = entry.find(f"{ATOM}source/{ATOM}title")
+    source = child.get(f"{ATOM}source")
+    source_title = None if source is None else _children(source).get(f"{ATOM}title")
     return RawEntry(
-        guid=_text(entry.find(f"{ATOM}id")) or None,
+        guid=_text(child.get(f"{ATOM}id")) or None,
         link=_atom_link(entry),
         title=title,
         title_is_html=title_is_html,
@@ -210,7 +232,9 @@ def _atom_text(element: etree._Element | None) -> tuple[str, bool]:
 
 def _atom_link(entry: etree._Element) -> str | None:
     fallback = None
-    for link in entry.iterfind(f"{ATOM}link"):
+    for link in entry:
+        if link.tag != f"{ATOM}link":
+            continue
         rel = link.get("rel", "alternate")
         if rel == "alternate":
             return _absolute(link, link.get("href"))

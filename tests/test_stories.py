@@ -245,6 +245,9 @@ def test_articles_written_outside_the_clusterer_are_candidates(db):
 
 def test_fold_and_suffixes():
     assert fold("‘Immediate’ and “urgent” – Tāmaki!") == "immediate and urgent tamaki"
+    # Letters that are not a base letter plus a mark stay; other scripts keep their words.
+    assert fold("Øresund, Łódź: Straße") == "øresund łodz straße"
+    assert stems("Дети в тюрьме: 86 people") == ["дети", "тюрьм", "peopl"]
     assert strip_outlet("Story - RNZ", {"RNZ"}) == ("Story", "RNZ")
     assert strip_outlet("Story - Not An Outlet", {"RNZ"}) == ("Story - Not An Outlet", None)
     assert strip_outlet_suffix("Story | Stuff", "Stuff") == "Story"
