@@ -460,7 +460,8 @@ class _NewArticles:
             _New(item, source, first_seen, stamp, stamp, set(item.topics),
                  {k: list(v) for k, v in item.matched.items()})
         )  # fmt: skip
-        self.ids.update((k, article_id) for k in lookups)
+        for k in lookups:
+            self.ids[k] = article_id
         return article_id
 
     def merge(
@@ -526,7 +527,11 @@ class _NewArticles:
             [first, first + len(rows) - 1],
         )
         store_stories.write_stories(
-            db, {story: [m for _, m in sorted(ms)] for story, ms in started.items()}
+            db,
+            {
+                story: [ms[0][1]] if len(ms) == 1 else [m for _, m in sorted(ms)]
+                for story, ms in started.items()
+            },
         )
         return joined
 

@@ -158,17 +158,27 @@ class _Memory:
         self.used += n
         return first
 
-    def remember(self, slot: int, title_words: Sequence[str]) -> None:
-        """File a slot under its (distinct) title words, where later articles find it."""
+    def remember(
+        self,
+        slot: int,
+        title_words: Sequence[str],
+        candidates: tuple[list[int], list[int]] | None = None,
+    ) -> None:
+        """File a slot under its (distinct) title words, where later articles find it. With
+        `candidates` (slots, run lengths), first collect what its first BLOCKING_WORDS words
+        already hold: the articles it is compared with (one pass for both)."""
         by_word = self.by_word
-        for word in title_words:
+        for n, word in enumerate(title_words):
             slots = by_word.get(word)
             if slots is None:
                 by_word[word] = [slot]
-            else:
-                slots.append(slot)
-                if len(slots) > stories.PER_WORD:
-                    del slots[0]
+                continue
+            if candidates is not None and n < stories.BLOCKING_WORDS:
+                candidates[0].extend(slots)
+                candidates[1].append(len(slots))
+            slots.append(slot)
+            if len(slots) > stories.PER_WORD:
+                del slots[0]
 
     def vectors_of(self, slots: npt.NDArray[np.int64]) -> stories.Vectors:
         lens = self.vector_len[slots]
@@ -338,43 +348,30 @@ def _place_chunk(
     )
     # Candidates in order: each article finds the ones placed before it, this chunk's included.
     owners: list[int] = []
-    found: list[int] = []
-    runs: list[int] = []
-    by_word = memory.by_word
+    found: tuple[list[int], list[int]] = ([], [])
     for i, a in enumerate(chunk):
-        if a.override is None:
-            for word in a.text.title_words[: stories.BLOCKING_WORDS]:
-                slots = by_word.get(word)
-                if slots:
-                    found += slots
-                    owners.append(i)
-                    runs.append(len(slots))
-        memory.remember(first_slot + i, a.text.title_words)
-    near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, runs, found)
+        runs = len(found[1])
+        memory.remember(first_slot + i, a.text.title_words, found if a.override is None else None)
+        owners += [i] * (len(found[1]) - runs)
+    near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, found[1], found[0])
     placed = []
     story, story_start = memory.story, memory.story_start
-    for i, a in enumerate(chunk):
+    for i, (a, when) in enumerate(zip(chunk, seen.tolist(), strict=True)):
         assignment = a.override
-        if assignment is None:
-            pairs = near.get(i)
-            if pairs:
-                assignment = stories.assign(
-                    seen[i],
-                    (
-                        stories.Near(
-                            int(story[s]),
-                            story_start[story[s]],
-                            memory.outlets[s],
-                            same,
-                            score,
-                        )
-                        for s, same, score in pairs
-                    ),
-                    a.outlet if a.aggregated else None,
-                )
-            assignment = assignment or Assignment(a.article_id, "first report")
+        pairs = near.get(i) if assignment is None else None
+        if pairs:
+            assignment = stories.assign(
+                when,
+                (
+                    stories.Near(story_id, story_start[story_id], memory.outlets[s], same, score)
+                    for s, same, score in pairs
+                    for story_id in (int(story[s]),)
+                ),
+                a.outlet if a.aggregated else None,
+            )
+        assignment = assignment or Assignment(a.article_id, "first report")
         story[first_slot + i] = assignment.story_id
-        story_start.setdefault(assignment.story_id, float(seen[i]))
+        story_start.setdefault(assignment.story_id, when)
         placed.append(Placed(assignment, a.text.words))
     if memory.used >= memory.compact_at:
         memory.compact()
