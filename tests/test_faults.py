@@ -20,7 +20,7 @@ from monitor.collect import collect
 from monitor.config import load_config
 from monitor.errors import BlockedAddress
 from monitor.fetch import Fetcher, Limits
-from monitor.netguard import guarded_transport, is_public
+from monitor.netguard import GuardedBackend, guarded_transport, is_public
 from tests import server as srv
 from tests.conftest import write_config
 
@@ -267,3 +267,39 @@ def test_a_pooled_connection_the_server_closed_is_not_reused():
         assert asyncio.run(main()) == [200, 200]
     finally:
         listener.close()
+
+
+def test_many_requests_in_flight_reuse_the_pools_connections(server, monkeypatch):
+    """netguard._Pool: 64 requests, 32 at a time, each answered, partly on connections reused as
+    they come free. httpcore's own pool closed every connection coming free while more than
+    max_keepalive were open, so each request opened one (64 a round, measured); here idle ones
+    are counted, and only those beyond the 8 kept idle are closed."""
+    path = server.feed("/rnz.xml", "rnz_national.xml")
+    opened: list[object] = []
+    connect = GuardedBackend.connect_tcp
+
+    async def counted(self, *args, **kwargs):
+        opened.append(args)
+        return await connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(GuardedBackend, "connect_tcp", counted)
+
+    async def rounds() -> list[tuple[int, int, int]]:
+        pool = httpx.Limits(max_connections=32, max_keepalive_connections=8)
+        transport = guarded_transport(pool, is_allowed=lambda _: True)
+        found = []
+        async with Fetcher(contact="test", concurrency=32, per_host=32, transport=transport) as f:
+            for _ in range(2):
+                before = len(opened)
+                responses = await asyncio.gather(
+                    *(f.get(path, limits=Limits(total=10)) for _ in range(64))
+                )
+                answered = sum(r.status == 200 and bool(r.body) for r in responses)
+                idle = sum(c.is_idle() for c in transport._pool.connections)
+                found.append((answered, len(opened) - before, idle))
+        return found
+
+    (answered, first, idle), (again, second, _) = asyncio.run(rounds())
+    assert answered == again == 64
+    assert idle == 8
+    assert first + second <= 100  # 37-48 a round here
