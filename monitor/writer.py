@@ -26,12 +26,10 @@ from monitor.store import Counts, Written
 
 log = logging.getLogger(__name__)
 
-GATHER_ITEMS = 2_000
-"""A batch is written as soon as this many items wait..."""
+BATCH_ITEMS = 2_000
+"""A batch is written as soon as this many items wait, and holds about this many..."""
 GATHER_S = 0.25
 """...or when its first poll has waited this long: what a poll's items wait for company."""
-MAX_ITEMS = 10_000
-"""Items per transaction at most, so that one commit stays well under a second."""
 
 
 @dataclass
@@ -65,10 +63,10 @@ class Writer:
             self._running = None
 
     async def _gathered(self) -> None:
-        """Until GATHER_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
+        """Until BATCH_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
         join the batch: during a burst they finish many a second)."""
         deadline = asyncio.get_running_loop().time() + GATHER_S
-        while sum(len(w.items) for w, _ in self._waiting) < GATHER_ITEMS:
+        while sum(len(w.items) for w, _ in self._waiting) < BATCH_ITEMS:
             self._arrived.clear()
             try:
                 async with asyncio.timeout_at(deadline):
@@ -79,7 +77,7 @@ class Writer:
     def _take(self) -> list[tuple[Written, asyncio.Future[Counts]]]:
         taken, items = 0, 0
         for written, _ in self._waiting:
-            if taken and items + len(written.items) > MAX_ITEMS:
+            if taken and items + len(written.items) > BATCH_ITEMS:
                 break
             taken += 1
             items += len(written.items)

@@ -137,3 +137,31 @@ def test_a_changed_feed_updates_titles_and_keeps_history(server, tmp_path, db_pa
     assert query(db_path, "SELECT title FROM article_history") == [
         ("Black Caps seal series win in Hamilton",)
     ]
+
+
+def test_polls_under_way_are_bounded_so_parsed_items_cannot_pile_up(
+    server, tmp_path, db_path, monkeypatch
+):
+    # 12 feeds, 1 request at a time: at most PIPELINE polls between fetch and write at once.
+    from monitor import collect as collecting
+
+    sources = [
+        {"name": f"F{n}", "url": server.feed(f"/f{n}.xml", "rnz_national.xml")} for n in range(12)
+    ]
+    config = write_config(tmp_path, sources, concurrency=1)
+    under_way, most = 0, 0
+    poll = collecting._poll
+
+    async def counted(*args, **kwargs):
+        nonlocal under_way, most
+        under_way += 1
+        most = max(most, under_way)
+        try:
+            return await poll(*args, **kwargs)
+        finally:
+            under_way -= 1
+
+    monkeypatch.setattr(collecting, "_poll", counted)
+    reports = run(config, db_path)
+    assert all(r.status == "ok" for r in reports.values()) and len(reports) == 12
+    assert most == collecting.PIPELINE
