@@ -223,7 +223,7 @@ def main() -> None:
     results(RESULTS, "ingest", stores)
     results(RESULTS, "machine", machine)
     o, n, u = cycles["ours"], cycles["naive"], cycles["unchanged"]  # type: ignore[index]
-    r = cycles["running_collector"]  # type: ignore[index]
+    running = cycles["running_collector"]  # type: ignore[index]
     print(f"\n1. Full cycle, {feeds} feeds, {cycles['items']:,} items")
     print(f"   {'':10} {'wall s':>8} {'items/s':>9} {'CPU s':>7} {'peak RSS MB':>12}")
     for name, r in (("ours", o), ("naive", n)):
@@ -235,11 +235,11 @@ def main() -> None:
         f"2. Unchanged cycle: {u['wall_s']} s wall, {u['cpu_s']} s CPU "
         f"= {u['cpu_fraction_of_changed']:.1%} of the changed cycle's CPU (monitor collect)"
     )
-    changed, unchanged = r["changed_pass"], r["unchanged_pass"]
+    changed, unchanged = running["changed_pass"], running["unchanged_pass"]
     print(
         f"   in a running collector: changed pass {changed['wall_s']} s wall, {changed['cpu_s']} s "
         f"CPU; unchanged pass {unchanged['wall_s']} s wall, {unchanged['cpu_s']} s CPU "
-        f"= {r['cpu_fraction_of_changed']:.1%}"
+        f"= {running['cpu_fraction_of_changed']:.1%}"
     )
     print("3. Ingest with FTS, stories and indexes, 5,000 articles")
     for size, r in stores.items():
