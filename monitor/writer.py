@@ -36,14 +36,18 @@ GATHER_S = 0.25
 class Writer:
     db: sqlite_utils.Database
     _waiting: list[tuple[Written, asyncio.Future[Counts]]] = field(default_factory=list)
+    _since: list[float] = field(default_factory=list)
+    """When each poll waiting began to wait (loop time)."""
     _running: asyncio.Task[None] | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def record(self, written: Written) -> Counts:
         """Write a poll (with others waiting, if any); its counts, or the sqlite3.Error that
         kept it out of the database."""
-        future: asyncio.Future[Counts] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Counts] = loop.create_future()
         self._waiting.append((written, future))
+        self._since.append(loop.time())
         self._arrived.set()
         if self._running is None:
             self._running = asyncio.create_task(self._write_waiting())
@@ -65,7 +69,7 @@ class Writer:
     async def _gathered(self) -> None:
         """Until BATCH_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
         join the batch: during a burst they finish many a second)."""
-        deadline = asyncio.get_running_loop().time() + GATHER_S
+        deadline = self._since[0] + GATHER_S  # polls left from the last batch have waited
         while sum(len(w.items) for w, _ in self._waiting) < BATCH_ITEMS:
             self._arrived.clear()
             try:
@@ -82,6 +86,7 @@ class Writer:
             taken += 1
             items += len(written.items)
         batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        del self._since[:taken]
         return batch
 
     def _write(self, batch: list[tuple[Written, asyncio.Future[Counts]]]) -> None:

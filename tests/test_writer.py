@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from monitor import store
+from monitor import writer as writer_module
 from monitor.config import Config, Source
 from monitor.normalise import Item
 from monitor.store import Counts, Written
@@ -86,3 +87,19 @@ def test_close_waits_for_the_polls_waiting_to_be_written(db):
     asyncio.run(record_then_close())
     assert store.source_state(db, "RNZ").consecutive_failures == 0
     assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
+
+
+def test_a_poll_waits_for_company_from_when_it_arrived_not_again_after_each_batch(db, monkeypatch):
+    # Polls left over from a full batch have waited while it was written: gathering counts
+    # from their arrival (it used to start again, and 50 polls arriving together waited a
+    # quarter of a second more after each full batch).
+    monkeypatch.setattr(writer_module, "GATHER_S", 3600.0)
+    writer = Writer(db)
+
+    async def left_over() -> None:
+        future = asyncio.get_running_loop().create_future()
+        writer._waiting.append((Written(ok("RNZ"), 600, [item(1)]), future))
+        writer._since.append(asyncio.get_running_loop().time() - 3601)  # waited an hour
+        await asyncio.wait_for(writer._gathered(), timeout=30)
+
+    asyncio.run(left_over())
