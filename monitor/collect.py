@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -30,7 +30,7 @@ from monitor.pages import Robots, article_links, read_pages
 from monitor.parse import parse_feed
 from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll, Written
-from monitor.topics import Matcher, tag
+from monitor.topics import matcher_for, tag
 from monitor.workers import Workers
 from monitor.writer import Writer
 
@@ -93,14 +93,14 @@ def limits_for(source: Source) -> Limits:
 @dataclass
 class Polling:
     """What polls share besides the database, for one pass (`collect`) or the scheduler's life:
-    the HTTP client, the topic matcher, the feed-reading worker, the writer (polls that finish
+    the HTTP client, the topics, the feed-reading worker, the writer (polls that finish
     together share a transaction), and WAL checkpoints on their own thread while the database
     is written."""
 
     db: sqlite_utils.Database
     fetcher: Fetcher
-    matcher: Matcher
-    """Replaced when topics change; polls in flight keep the one they started with."""
+    topics: Mapping[str, str]
+    """Replaced when topics change; polls in flight keep the ones they started with."""
     workers: Workers
     writer: Writer
     checkpointer: store.Checkpointer
@@ -112,7 +112,7 @@ class Polling:
         c = config.collector
         fetcher = Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
         polling = cls(
-            db, fetcher, Matcher(config.topics), Workers(), Writer(db), store.Checkpointer(db),
+            db, fetcher, config.topics, Workers(), Writer(db), store.Checkpointer(db),
             asyncio.Semaphore(PIPELINE * c.concurrency),
         )  # fmt: skip
         polling.checkpointer.start()
@@ -124,7 +124,6 @@ class Polling:
         await self.writer.close()
         await self.fetcher.aclose()
         self.workers.close()
-        self.matcher.close()
         store.finish(self.db)
         self.checkpointer.stop()
 
@@ -167,11 +166,8 @@ async def _poll(source: Source, polling: Polling, clock: Clock) -> Report:
         return Report(source.name, "deferred", error=wait)
     t0 = time.monotonic()
     items: list[Item] = []
-    matcher = polling.matcher
     try:
         poll, items = await _fetch_and_parse(source, polling, state, started)
-        items, filtered = tag(items, matcher, source)
-        poll = dataclasses.replace(poll, filtered=filtered)
     except RetryLater as e:
         poll = _failure(source, started, e, http_status=e.status, retry_after=e.until)
     except HTTPStatusError as e:
@@ -193,7 +189,7 @@ async def _poll(source: Source, polling: Polling, clock: Clock) -> Report:
 async def _fetch_and_parse(
     source: Source, polling: Polling, state: store.SourceState, started: datetime
 ) -> tuple[Poll, list[Item]]:
-    db, fetcher = polling.db, polling.fetcher
+    db, fetcher, topics = polling.db, polling.fetcher, polling.topics
     limits = limits_for(source)
     response = await fetcher.get(
         source.url, limits=limits, etag=state.etag, last_modified=state.last_modified
@@ -213,31 +209,50 @@ async def _fetch_and_parse(
     if source.type == "feed":
         # CPU-bound: off the event loop (in a second process where there is a core for it),
         # so other sources' deadlines keep ticking and the writes keep a core to themselves.
-        args = (response.body, response.url, dict(response.headers), source, started)
-        items, warnings = await polling.workers.run(read_feed, *args)
+        args = (response.body, response.url, dict(response.headers), source, started, dict(topics))
+        read = await polling.workers.run(read_feed, *args)
     else:
         if source.type == "sitemap":
             feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
         else:
             feed = await _read_section_page(source, db, fetcher, limits, response)
-        items, warnings = _items_of(feed, response.url, source, started)
-    items = await _resolve_aggregator_links(items, db, fetcher, limits)
-    return dataclasses.replace(poll, warnings=warnings), items
+        read = _items_of(feed, response.url, source, started, topics)
+    # Only items kept (tagged, and matching a topic where the source requires one) are resolved.
+    items = await _resolve_aggregator_links(read.items, db, fetcher, limits)
+    return dataclasses.replace(poll, warnings=read.warnings, filtered=read.filtered), items
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a poll found in a feed (or sitemap, or section page)."""
+
+    items: list[Item]
+    """Normalised and tagged with their topics."""
+    warnings: tuple[str, ...]
+    filtered: int
+    """Items dropped because the source requires a topic and they matched none."""
 
 
 def read_feed(
-    body: bytes, url: str, headers: dict[str, str], source: Source, started: datetime
-) -> tuple[list[Item], tuple[str, ...]]:
-    """A feed's body -> its items and warnings (a job for Workers: pure, picklable in and out)."""
-    return _items_of(parse_feed(body, url, headers, source.max_items), url, source, started)
+    body: bytes,
+    url: str,
+    headers: dict[str, str],
+    source: Source,
+    started: datetime,
+    topics: Mapping[str, str],
+) -> Read:
+    """A feed's body -> its items (a job for Workers: pure, picklable in and out)."""
+    feed = parse_feed(body, url, headers, source.max_items)
+    return _items_of(feed, url, source, started, topics)
 
 
 def _items_of(
-    feed: ParsedFeed, url: str, source: Source, started: datetime
-) -> tuple[list[Item], tuple[str, ...]]:
-    """A parsed feed's items, with its warnings and one for each entry that had to be skipped."""
+    feed: ParsedFeed, url: str, source: Source, started: datetime, topics: Mapping[str, str]
+) -> Read:
+    """A parsed feed's items, tagged, with its warnings and one for each entry skipped."""
     items, skipped = normalise_feed(feed, url, source, started)
-    return items, feed.warnings + tuple(skipped)
+    kept, filtered = tag(items, matcher_for(topics), source)
+    return Read(kept, feed.warnings + tuple(skipped), filtered)
 
 
 async def _read_sitemap(
@@ -296,8 +311,6 @@ async def _resolve_aggregator_links(
     """Aggregator links -> the publisher's URL, by following the redirect once (once ever)."""
 
     async def resolve(item: Item) -> Item:
-        if not item.via_aggregator:
-            return item
         url = store.resolved_alias(db, item.link)
         if url is None:
             target = await fetcher.resolve_redirect(item.link, limits)
@@ -305,7 +318,17 @@ async def _resolve_aggregator_links(
             url = urls.canonical_url(target) if target else item.url
         return dataclasses.replace(item, url=url, via_aggregator=False)
 
-    return list(await asyncio.gather(*(resolve(item) for item in items)))
+    if not any(item.via_aggregator for item in items):
+        return items  # most feeds: no task per item
+    return list(
+        await asyncio.gather(
+            *(resolve(item) if item.via_aggregator else _as_is(item) for item in items)
+        )
+    )
+
+
+async def _as_is(item: Item) -> Item:
+    return item
 
 
 def _failure(

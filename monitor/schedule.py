@@ -25,7 +25,6 @@ from monitor import publish, store
 from monitor.collect import Polling, Report, poll_source, utcnow
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
-from monitor.topics import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,8 @@ class Collector:
         self.config = config
         store.sync_sources(self.db, config)
         if config.topics != old.topics or _source_topics(config) != _source_topics(old):
-            # Polls in flight keep the matcher they started with; they are short.
-            self.polling.matcher = Matcher(config.topics)
+            # Polls in flight keep the topics they started with; they are short.
+            self.polling.topics = config.topics
             result = store.retag(self.db, config)
             log.info("topics changed: re-tagged %d articles %s", result.changed, result.per_topic)
         log.info("loaded %s: %d sources", self.config_path, len(config.sources))

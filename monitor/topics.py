@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -80,6 +81,20 @@ def tag(items: Sequence[Item], matcher: Matcher, source: Source) -> tuple[list[I
         return tagged, 0
     kept = [item for item in tagged if item.topics]
     return kept, len(tagged) - len(kept)
+
+
+def matcher_for(topics: Mapping[str, str]) -> Matcher:
+    """A Matcher for these topics, kept per thread (its SQLite connection is not shared):
+    polls, in the collector or its feed-reading worker, pass the topics they started with."""
+    kept: Matcher | None = getattr(_PER_THREAD, "matcher", None)
+    if kept is None or kept.topics != topics:
+        if kept is not None:
+            kept.close()
+        kept = _PER_THREAD.matcher = Matcher(topics)
+    return kept
+
+
+_PER_THREAD = threading.local()
 
 
 class Matcher:

@@ -116,6 +116,23 @@ def test_aggregator_links_resolve_to_the_publisher(server, tmp_path, db_path):
     assert len(server.requests_to("/gn/redirect-herald")) == 1
 
 
+def test_aggregator_links_of_items_dropped_for_no_topic_are_not_followed(
+    server, tmp_path, db_path
+):
+    # Tagging comes first (in the feed-reading worker): the item matching no topic is dropped
+    # before its link would be resolved, so the aggregator is asked about one link, not two.
+    herald = "https://www.nzherald.co.nz/nz/asylum-seekers-prisons/ABC123/"
+    server.route("/gn/redirect-herald", srv.redirect(herald))
+    server.route("/gn/not-a-redirect", srv.status(200, body=b"<html>consent page</html>"))
+    url = server.feed("/gn.xml", "google_news.xml")
+    source = {"name": "GN", "url": url, "require_topic": True, "resolve_links": True}
+    config = write_config(tmp_path, [source], topics={"detention": "asylum"})
+    report = run(config, db_path)["GN"]
+    assert (report.counts.new, report.filtered) == (1, 1)
+    assert len(server.requests_to("/gn/redirect-herald")) == 1
+    assert server.requests_to("/gn/not-a-redirect") == []
+
+
 def test_one_bad_entry_does_not_sink_the_feed(server, tmp_path, db_path):
     url = server.feed("/teaonews.xml", "duplicate_guids.xml")
     reports = run(write_config(tmp_path, [{"name": "Te Ao", "url": url}]), db_path)
