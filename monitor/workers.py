@@ -1,6 +1,6 @@
-"""CPU-bound steps (reading a feed: parse and normalise) in a second process.
+"""CPU-bound steps (reading a feed: parse, normalise, match topics) in a second process.
 
-The collector is one event loop: fetching, matching and writing share its core. On a machine
+The collector is one event loop: fetching and writing share its core. On a machine
 with more than one core, reading the feeds goes to a worker process, so a pass of many changed
 feeds uses two cores instead of one. The worker starts on first use (a pass where every feed
 answers 304 never pays for it). With one core, or `processes=0`, the work runs in a thread as

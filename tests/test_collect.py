@@ -116,9 +116,7 @@ def test_aggregator_links_resolve_to_the_publisher(server, tmp_path, db_path):
     assert len(server.requests_to("/gn/redirect-herald")) == 1
 
 
-def test_aggregator_links_of_items_dropped_for_no_topic_are_not_followed(
-    server, tmp_path, db_path
-):
+def test_aggregator_links_of_items_dropped_for_no_topic_are_not_followed(server, tmp_path, db_path):
     # Tagging comes first (in the feed-reading worker): the item matching no topic is dropped
     # before its link would be resolved, so the aggregator is asked about one link, not two.
     herald = "https://www.nzherald.co.nz/nz/asylum-seekers-prisons/ABC123/"
