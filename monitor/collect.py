@@ -183,6 +183,9 @@ async def _poll(source: Source, polling: Polling, clock: Clock) -> Report:
     except sqlite3.Error as e:
         log.error("could not record poll of %s: %s", source.name, e)
         return Report(source.name, "database_error", error=f"could not save: {e}")
+    except Exception as e:  # a bug of ours in writing: this poll's error, not the pass's end
+        log.exception("unexpected error recording %s", source.name)
+        return Report(source.name, "internal_error", error=f"could not save: {e!r}")
     return Report(source.name, poll.status, counts, poll.error, poll.warnings, poll.filtered)
 
 

@@ -9,14 +9,13 @@ full-text index's new segment), the lookups, placing the new articles in stories
 per transaction ~0.6.
 
 If a batch fails, its polls are written again one by one, so an error in one poll (a bug, a
-value SQLite refuses) is that poll's alone.
+value SQLite refuses) is that poll's alone, raised where the poll awaits its write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -42,8 +41,8 @@ class Writer:
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def record(self, written: Written) -> Counts:
-        """Write a poll (with others waiting, if any); its counts, or the sqlite3.Error that
-        kept it out of the database."""
+        """Write a poll (with others waiting, if any); its counts, or the error that kept it
+        out of the database (sqlite3.Error, or a bug's own exception)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Counts] = loop.create_future()
         self._waiting.append((written, future))
@@ -92,7 +91,7 @@ class Writer:
     def _write(self, batch: list[tuple[Written, asyncio.Future[Counts]]]) -> None:
         try:
             counts = store.record_polls(self.db, [written for written, _ in batch])
-        except sqlite3.Error as e:
+        except Exception as e:  # a bug of ours too: it must reach its poll, never hang them
             if len(batch) == 1:
                 _settle(batch[0][1], error=e)
                 return
@@ -108,7 +107,7 @@ def _settle(
     future: asyncio.Future[Counts],
     *,
     counts: Counts | None = None,
-    error: sqlite3.Error | None = None,
+    error: Exception | None = None,
 ) -> None:
     if future.cancelled():  # the poll was cancelled (shutdown) while waiting: nothing to tell
         return

@@ -103,3 +103,29 @@ def test_a_poll_waits_for_company_from_when_it_arrived_not_again_after_each_batc
         await asyncio.wait_for(writer._gathered(), timeout=30)
 
     asyncio.run(left_over())
+
+
+def test_a_bug_while_writing_reaches_its_poll_and_hangs_none(db, monkeypatch):
+    # Not an SQLite error: an exception of our own code. The batch is written again poll by
+    # poll; the poll that raises gets the exception, the others their counts, none waits on.
+    record_polls = store.record_polls
+
+    def buggy(database, polls):
+        if any(not written.items for written in polls):
+            raise TypeError("a bug of ours")
+        return record_polls(database, polls)
+
+    monkeypatch.setattr(store, "record_polls", buggy)
+    writer = Writer(db)
+
+    async def finish_together() -> list[object]:
+        records = [
+            writer.record(Written(ok("RNZ"), 600, [item(1)])),
+            writer.record(Written(ok("Stuff"), 600, [])),
+        ]
+        together = asyncio.gather(*records, return_exceptions=True)
+        return list(await asyncio.wait_for(together, timeout=30))
+
+    written, failed = asyncio.run(finish_together())
+    assert written == Counts(1, 0, 0)
+    assert isinstance(failed, TypeError)
