@@ -25,6 +25,7 @@ from bench.synthetic import END, headline, quick_mode, results, store_of, text
 from monitor import store, store_stories
 from monitor.normalise import Item
 from monitor.store import Poll
+from monitor.stories import Assignment
 
 log = logging.getLogger("bench.stories")
 ADDED = 1000
@@ -57,7 +58,7 @@ def measure(size: int, directory: Path) -> tuple[float, float]:
     placing = 0.0
     place = store_stories.place_all
 
-    def timed(*args: Any, **kwargs: Any) -> list[store_stories.Placed]:
+    def timed(*args: Any, **kwargs: Any) -> list[Assignment]:
         nonlocal placing
         t = time.perf_counter()
         try:

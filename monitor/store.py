@@ -499,13 +499,13 @@ class _NewArticles:
         started: dict[int, list[tuple[tuple[Any, ...], store_stories.Member]]] = {}
         joined: set[int] = set()
         for n, (a, p) in enumerate(zip(self.articles, placed, strict=True)):
-            item, seen, story = a.item, a.seen, p.assignment.story_id
+            item, seen, story = a.item, a.seen, p.story_id
             published = iso(item.published) if item.published else seen
             topics = json.dumps(sorted(a.topics)) if a.topics else "[]"
             rows.append((
                 first + n, item.url, item.title, item.summary, published, seen, a.updated,
                 a.source, item.outlet, topics, _terms_json(a.matched), item.guid, item.link,
-                int(item.aggregated), story, p.assignment.reason, p.words,
+                int(item.aggregated), story, p.reason, item.text.words,
             ))  # fmt: skip
             if story >= first:  # started in this batch: every member is here
                 order = (item.aggregated, published, seen, first + n)
@@ -527,11 +527,7 @@ class _NewArticles:
             [first, first + len(rows) - 1],
         )
         store_stories.write_stories(
-            db,
-            {
-                story: [ms[0][1]] if len(ms) == 1 else [m for _, m in sorted(ms)]
-                for story, ms in started.items()
-            },
+            db, {story: [m for _, m in sorted(ms)] for story, ms in started.items()}
         )
         return joined
 

@@ -113,11 +113,10 @@ class _Memory:
         which is this process's own: memory is never shared)."""
         self.vector_at = np.zeros(0, np.int64)
         self.vector_len = np.zeros(0, np.int64)
-        self.pool = stories.Vectors(
-            np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-        )
-        """Every slot's vector, end to end (its `lens` unused: vector_at/vector_len place them),
-        ids and weights in 32 bits (half the memory traffic of scoring)."""
+        """Where each slot's vector lies in the pool: every slot's word ids and weights, end to
+        end, in 32 bits (half the memory traffic of scoring)."""
+        self.pool_ids: npt.NDArray[np.integer[Any]] = np.zeros(0, np.int32)
+        self.pool_weights: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
         self.pooled = 0
 
     def append(
@@ -129,29 +128,19 @@ class _Memory:
         vectors: stories.Vectors,
     ) -> int:
         """New slots, first reports until told otherwise (set story[]); the first one's number."""
-        first, n = self.used, len(articles)
-        if first + n > len(self.article):
-            size = max(first + n, 2 * len(self.article), 1024)
-            for name in ("article", "seen", "story", "key", "vector_at", "vector_len"):
-                old = getattr(self, name)
-                grown = np.zeros(size, old.dtype)
-                grown[:first] = old[:first]
-                setattr(self, name, grown)
+        first, n, words = self.used, len(articles), len(vectors.ids)
+        for name in ("article", "seen", "story", "key", "vector_at", "vector_len"):
+            setattr(self, name, _room(getattr(self, name), first, first + n))
+        self.pool_ids = _room(self.pool_ids, self.pooled, self.pooled + words)
+        self.pool_weights = _room(self.pool_weights, self.pooled, self.pooled + words)
         slots = slice(first, first + n)
         self.article[slots] = articles
         self.seen[slots] = seen
         self.story[slots] = articles
         self.key[slots] = keys
         self.outlets.extend(outlets)
-        words = len(vectors.ids)
-        if self.pooled + words > len(self.pool.ids):
-            size = max(self.pooled + words, 2 * len(self.pool.ids), 65536)
-            ids, weights = np.zeros(size, np.int32), np.zeros(size, np.float32)
-            ids[: self.pooled] = self.pool.ids[: self.pooled]
-            weights[: self.pooled] = self.pool.weights[: self.pooled]
-            self.pool = stories.Vectors(ids, weights, self.pool.lens)
-        self.pool.ids[self.pooled : self.pooled + words] = vectors.ids
-        self.pool.weights[self.pooled : self.pooled + words] = vectors.weights
+        self.pool_ids[self.pooled : self.pooled + words] = vectors.ids
+        self.pool_weights[self.pooled : self.pooled + words] = vectors.weights
         self.vector_at[slots] = self.pooled + vectors.starts
         self.vector_len[slots] = vectors.lens
         self.pooled += words
@@ -183,7 +172,7 @@ class _Memory:
     def vectors_of(self, slots: npt.NDArray[np.int64]) -> stories.Vectors:
         lens = self.vector_len[slots]
         at = stories.spans(self.vector_at[slots], lens)
-        return stories.Vectors(self.pool.ids[at], self.pool.weights[at], lens)
+        return stories.Vectors(self.pool_ids[at], self.pool_weights[at], lens)
 
     def compact(self) -> None:
         """Drop the slots no word list holds any more or that have left the window (two
@@ -201,7 +190,8 @@ class _Memory:
             setattr(self, name, getattr(self, name)[kept])
         self.outlets = [self.outlets[i] for i in kept.tolist()]
         self.vector_at, self.vector_len = vectors.starts, vectors.lens
-        self.pool, self.pooled = vectors, len(vectors.ids)
+        self.pool_ids, self.pool_weights = vectors.ids, vectors.weights
+        self.pooled = len(vectors.ids)
         self.used = len(kept)
         new = renumber.tolist()
         by_word = {}
@@ -214,6 +204,15 @@ class _Memory:
         self.story_start = {i: t for i, t in self.story_start.items() if i in stories_live}
         self.since = datetime.fromtimestamp(low, UTC)
         self.compact_at = max(self.COMPACT_AT, 2 * self.used)
+
+
+def _room(array: npt.NDArray[Any], used: int, needed: int) -> npt.NDArray[Any]:
+    """`array` (of which `used` entries are in use) with room for `needed`, doubling."""
+    if needed <= len(array):
+        return array
+    grown = np.zeros(max(needed, 2 * len(array), 1024), array.dtype)
+    grown[:used] = array[:used]
+    return grown
 
 
 _MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
@@ -287,15 +286,6 @@ class Placing:
     """A staff decision, which wins over the clusterer."""
 
 
-@dataclass(frozen=True)
-class Placed:
-    """A story decision for an article, with what the articles row stores of it."""
-
-    assignment: Assignment
-    words: str
-    """stems() of title and summary, space-separated (articles.words)."""
-
-
 CHUNK = 64
 """Articles placed together: their candidates are scored as one dense matrix of that many rows
 (numpy's cost per call, not arithmetic, was most of placing one article at a time)."""
@@ -303,16 +293,16 @@ CHUNK = 64
 
 def place_all(
     db: sqlite_utils.Database, articles: Sequence[Placing], *, archive: int | None = None
-) -> list[Placed]:
+) -> list[Assignment]:
     """Decide the stories of articles, in order (each newer than every article placed before
     it, and seeing those), and remember them for later ones.
 
-    Nothing is written but word counts (flush()): the caller stores `story_id`, `match_reason`
-    and `words` with each article, then calls refresh() for the stories it touched. New
+    Nothing is written but word counts (flush()): the caller stores each article's story and
+    reason (and its text's `words`), then calls refresh() for the stories it touched. New
     articles' words count towards rarity and their ids stand in for the article count; when
     re-placing the archive (restory) pass `archive`, its size, instead.
     """
-    placed: list[Placed] = []
+    placed: list[Assignment] = []
     for start in range(0, len(articles), CHUNK):
         placed += _place_chunk(db, articles[start : start + CHUNK], archive)
     return placed
@@ -320,7 +310,7 @@ def place_all(
 
 def _place_chunk(
     db: sqlite_utils.Database, chunk: Sequence[Placing], archive: int | None
-) -> list[Placed]:
+) -> list[Assignment]:
     memory = _memory(db)
     first = min(a.first_seen for a in chunk)
     if memory.since is not None and first - stories.WINDOW < memory.since:
@@ -360,19 +350,17 @@ def _place_chunk(
         assignment = a.override
         pairs = near.get(i) if assignment is None else None
         if pairs:
-            assignment = stories.assign(
-                when,
-                (
+            candidates = []
+            for s, same, score in pairs:
+                story_id = int(story[s])
+                candidates.append(
                     stories.Near(story_id, story_start[story_id], memory.outlets[s], same, score)
-                    for s, same, score in pairs
-                    for story_id in (int(story[s]),)
-                ),
-                a.outlet if a.aggregated else None,
-            )
+                )
+            assignment = stories.assign(when, candidates, a.outlet if a.aggregated else None)
         assignment = assignment or Assignment(a.article_id, "first report")
         story[first_slot + i] = assignment.story_id
         story_start.setdefault(assignment.story_id, when)
-        placed.append(Placed(assignment, a.text.words))
+        placed.append(assignment)
     if memory.used >= memory.compact_at:
         memory.compact()
     return placed
@@ -524,16 +512,13 @@ def write_stories(db: sqlite_utils.Database, members: Mapping[int, Sequence[Memb
 
 
 def _story_row(story_id: int, members: Sequence[Member]) -> tuple[Any, ...]:
-    title, url, outlet, published, seen, topics = members[0]
-    if len(members) == 1:  # most stories: one article so far (its topics are sorted already)
-        return (story_id, title, url, outlet, published, seen, seen, 1, json.dumps([outlet]), 1,
-                topics)  # fmt: skip
+    title, url, outlet, published, _, _ = members[0]
     outlets = list(dict.fromkeys(m[2] for m in members))
-    everything = sorted({t for m in members for t in json.loads(m[5])})
+    topics = sorted({t for m in members for t in json.loads(m[5])})
     return (
         story_id, title, url, outlet, published, min(m[4] for m in members),
         max(m[4] for m in members), len(outlets), json.dumps(outlets), len(members),
-        json.dumps(everything),
+        json.dumps(topics),
     )  # fmt: skip
 
 
@@ -625,11 +610,11 @@ def restory(db: sqlite_utils.Database) -> int:
             )
             for article_id, title, summary, outlet, first_seen, aggregated in batch
         ]  # fmt: skip
-        for article, placed in zip(articles, place_all(db, articles, archive=archive), strict=True):
-            decided.append(
-                (placed.assignment.story_id, placed.assignment.reason, placed.words,
-                 article.article_id)
-            )  # fmt: skip
+        placed = place_all(db, articles, archive=archive)
+        decided += [
+            (p.story_id, p.reason, a.text.words, a.article_id)
+            for a, p in zip(articles, placed, strict=True)
+        ]
     db.conn.executemany(
         "UPDATE articles SET story_id = ?, match_reason = ?, words = ? WHERE id = ?", decided
     )

@@ -154,12 +154,6 @@ class Vectors:
     def starts(self) -> npt.NDArray[np.int64]:
         return np.cumsum(self.lens) - self.lens
 
-    def take(self, which: npt.NDArray[np.int64]) -> Vectors:
-        """These vectors (by index, repeats allowed), laid end to end in that order."""
-        lens = self.lens[which]
-        at = spans(self.starts[which], lens)
-        return Vectors(self.ids[at], self.weights[at], lens)
-
 
 def spans(starts: npt.NDArray[np.int64], lens: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """The positions start, start + 1, ... start + len - 1 of each span, one span after another."""
