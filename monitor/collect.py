@@ -321,17 +321,8 @@ async def _resolve_aggregator_links(
             url = urls.canonical_url(target) if target else item.url
         return dataclasses.replace(item, url=url, via_aggregator=False)
 
-    if not any(item.via_aggregator for item in items):
-        return items  # most feeds: no task per item
-    return list(
-        await asyncio.gather(
-            *(resolve(item) if item.via_aggregator else _as_is(item) for item in items)
-        )
-    )
-
-
-async def _as_is(item: Item) -> Item:
-    return item
+    resolved = iter(await asyncio.gather(*(resolve(i) for i in items if i.via_aggregator)))
+    return [next(resolved) if item.via_aggregator else item for item in items]
 
 
 def _failure(
