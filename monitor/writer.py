@@ -34,9 +34,8 @@ GATHER_S = 0.25
 @dataclass
 class Writer:
     db: sqlite_utils.Database
-    _waiting: list[tuple[Written, asyncio.Future[Counts]]] = field(default_factory=list)
-    _since: list[float] = field(default_factory=list)
-    """When each poll waiting began to wait (loop time)."""
+    _waiting: list[tuple[Written, asyncio.Future[Counts], float]] = field(default_factory=list)
+    """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
     _running: asyncio.Task[None] | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -45,8 +44,7 @@ class Writer:
         out of the database (sqlite3.Error, or a bug's own exception)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Counts] = loop.create_future()
-        self._waiting.append((written, future))
-        self._since.append(loop.time())
+        self._waiting.append((written, future, loop.time()))
         self._arrived.set()
         if self._running is None:
             self._running = asyncio.create_task(self._write_waiting())
@@ -68,8 +66,8 @@ class Writer:
     async def _gathered(self) -> None:
         """Until BATCH_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
         join the batch: during a burst they finish many a second)."""
-        deadline = self._since[0] + GATHER_S  # polls left from the last batch have waited
-        while sum(len(w.items) for w, _ in self._waiting) < BATCH_ITEMS:
+        deadline = self._waiting[0][2] + GATHER_S  # polls left from the last batch have waited
+        while sum(len(w.items) for w, _, _ in self._waiting) < BATCH_ITEMS:
             self._arrived.clear()
             try:
                 async with asyncio.timeout_at(deadline):
@@ -79,13 +77,13 @@ class Writer:
 
     def _take(self) -> list[tuple[Written, asyncio.Future[Counts]]]:
         taken, items = 0, 0
-        for written, _ in self._waiting:
+        for written, _, _ in self._waiting:
             if taken and items + len(written.items) > BATCH_ITEMS:
                 break
             taken += 1
             items += len(written.items)
-        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
-        del self._since[:taken]
+        batch = [(written, future) for written, future, _ in self._waiting[:taken]]
+        del self._waiting[:taken]
         return batch
 
     def _write(self, batch: list[tuple[Written, asyncio.Future[Counts]]]) -> None:

@@ -98,8 +98,8 @@ def test_a_poll_waits_for_company_from_when_it_arrived_not_again_after_each_batc
 
     async def left_over() -> None:
         future = asyncio.get_running_loop().create_future()
-        writer._waiting.append((Written(ok("RNZ"), 600, [item(1)]), future))
-        writer._since.append(asyncio.get_running_loop().time() - 3601)  # waited an hour
+        waited_an_hour = asyncio.get_running_loop().time() - 3601
+        writer._waiting.append((Written(ok("RNZ"), 600, [item(1)]), future, waited_an_hour))
         await asyncio.wait_for(writer._gathered(), timeout=30)
 
     asyncio.run(left_over())
