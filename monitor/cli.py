@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import getpass
 import logging
 import os
@@ -32,6 +33,11 @@ from monitor.topics import query_problem
 DEFAULT_CONFIG = Path("feeds.yaml")
 DEFAULT_DB = Path("db/coverage.db")
 DISPLAY_ZONE = ZoneInfo("Pacific/Auckland")
+GC_THRESHOLD = 20_000
+"""Allocations between passes of Python's cyclic garbage collector over young objects (its
+default is 700). A collection pass makes and drops many small objects per item (parsed entries,
+unpickled items, rows), almost none in cycles: at 700 a pass of 50,000 items ran ~1,800
+collections, 1.2-1.4 s of the collector's CPU; at 20,000, 37 collections, 0.5 s."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,6 +82,7 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def main(verbose: int) -> None:
     """Media monitoring for campaign teams: feeds -> SQLite -> Datasette."""
     setup_logging(verbose)
+    gc.set_threshold(GC_THRESHOLD)
 
 
 def setup_logging(verbose: int = 0) -> None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import gc
+
 from click.testing import CliRunner
 
-from monitor.cli import main
+from monitor.cli import GC_THRESHOLD, main
 from tests import server as srv
 from tests.conftest import write_config
 
@@ -68,6 +70,16 @@ def test_sources_prints_health(server, tmp_path, db_path):
 
 def test_sources_on_an_empty_database(db_path):
     assert "No sources yet" in invoke("sources", "--db", str(db_path)).output
+
+
+def test_commands_collect_garbage_less_often_than_python_by_default(db_path):
+    before = gc.get_threshold()
+    gc.set_threshold(700)  # Python's default (an earlier test may have run a command)
+    try:
+        invoke("sources", "--db", str(db_path))
+        assert gc.get_threshold()[0] == GC_THRESHOLD > 700
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_backup_is_a_consistent_copy_even_mid_transaction(server, tmp_path, db_path):
