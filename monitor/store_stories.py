@@ -322,14 +322,13 @@ def _place_chunk(
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon, float(seen.max()))
     vocabulary = memory.vocabulary
-    lens = np.array([len(a.text.counts) for a in chunk], np.int64)
-    ids = _ids(db, [w for a in chunk for w in a.text.counts])
+    distinct = [a.text.distinct.split() for a in chunk]
+    lens = np.array([len(words) for words in distinct], np.int64)
+    ids = _ids(db, list(chain.from_iterable(distinct)))
     if archive is None:
         memory.unflushed += len(chunk)
         vocabulary.count(ids)
-    counts = np.fromiter(
-        chain.from_iterable(a.text.counts.values() for a in chunk), np.float64, len(ids)
-    )
+    counts = np.frombuffer(b"".join(a.text.repeats for a in chunk), stories.REPEATS).astype(float)
     totals = np.array([archive or a.article_id for a in chunk], np.int64)
     vectors = vocabulary.vectors(ids, counts, lens, totals)
     keys = [hash(a.text.key) for a in chunk]
@@ -341,7 +340,8 @@ def _place_chunk(
     found: tuple[list[int], list[int]] = ([], [])
     for i, a in enumerate(chunk):
         runs = len(found[1])
-        memory.remember(first_slot + i, a.text.title_words, found if a.override is None else None)
+        title_words = distinct[i][: a.text.titled]
+        memory.remember(first_slot + i, title_words, found if a.override is None else None)
         owners += [i] * (len(found[1]) - runs)
     near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, found[1], found[0])
     placed = []
