@@ -80,7 +80,8 @@ def plausible(value: datetime | None, now: datetime) -> datetime | None:
 
 def iso(value: datetime) -> str:
     """The one way times are written to the database: UTC, seconds, 'Z'."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: a third of the time, and a year is always four digits.
+    return value.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
 
 
 def from_iso(stamp: str) -> datetime:
