@@ -512,13 +512,16 @@ def write_stories(db: sqlite_utils.Database, members: Mapping[int, Sequence[Memb
 
 
 def _story_row(story_id: int, members: Sequence[Member]) -> tuple[Any, ...]:
-    title, url, outlet, published, _, _ = members[0]
+    title, url, outlet, published, seen, topics = members[0]
+    if len(members) == 1:  # most stories; articles' topics are stored sorted, as stories' are
+        return (story_id, title, url, outlet, published, seen, seen, 1, json.dumps([outlet]), 1,
+                topics)  # fmt: skip
     outlets = list(dict.fromkeys(m[2] for m in members))
-    topics = sorted({t for m in members for t in json.loads(m[5])})
+    every = sorted({t for m in members for t in json.loads(m[5])})
     return (
         story_id, title, url, outlet, published, min(m[4] for m in members),
         max(m[4] for m in members), len(outlets), json.dumps(outlets), len(members),
-        json.dumps(topics),
+        json.dumps(every),
     )  # fmt: skip
 
 

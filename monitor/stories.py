@@ -133,7 +133,9 @@ class Text:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(zip(self.distinct.split(), np.frombuffer(self.repeats, REPEATS).tolist()))
+        return dict(
+            zip(self.distinct.split(), np.frombuffer(self.repeats, REPEATS).tolist(), strict=True)
+        )
 
     def reads(self, title: str, summary: str) -> bool:
         """Whether this is the text of that title and summary."""

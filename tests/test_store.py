@@ -102,6 +102,26 @@ def test_new_items_are_inserted_with_story_ids_and_fts(db):
     ) == [(2,)]
 
 
+def test_a_story_row_is_its_one_article_then_what_its_articles_share(db):
+    first = item(2, topics=("detention",))
+    store.record_poll(db, ok(), 600, [first])
+    story = "SELECT * FROM stories WHERE id = 1"
+    seen = iso(NOW)
+    assert rows(db, story) == [
+        (1, first.title, first.url, "RNZ", iso(first.published), seen, seen, 1, '["RNZ"]', 1,
+         '["detention"]'),
+    ]  # fmt: skip
+    later = NOW + timedelta(minutes=30)
+    copy = item(2, url="https://www.stuff.co.nz/2", link="https://www.stuff.co.nz/2", guid="s2",
+                outlet="Stuff", topics=("campaign",))  # fmt: skip
+    store.record_poll(db, ok("Stuff", later), 600, [copy])
+    assert rows(db, "SELECT story_id FROM articles ORDER BY id") == [(1,), (1,)]
+    assert rows(db, story) == [
+        (1, first.title, first.url, "RNZ", iso(first.published), seen, iso(later), 2,
+         '["RNZ", "Stuff"]', 2, '["campaign", "detention"]'),
+    ]  # fmt: skip
+
+
 def test_same_url_from_another_source_is_one_article(db):
     store.record_poll(db, ok("RNZ"), 600, [item(1)])
     counts = store.record_poll(
