@@ -106,9 +106,9 @@ def test_a_story_row_is_its_one_article_then_what_its_articles_share(db):
     first = item(2, topics=("detention",))
     store.record_poll(db, ok(), 600, [first])
     story = "SELECT * FROM stories WHERE id = 1"
-    seen = iso(NOW)
+    seen, published = iso(NOW), iso(NOW - timedelta(hours=2))  # item(2) was published 2 h ago
     assert rows(db, story) == [
-        (1, first.title, first.url, "RNZ", iso(first.published), seen, seen, 1, '["RNZ"]', 1,
+        (1, first.title, first.url, "RNZ", published, seen, seen, 1, '["RNZ"]', 1,
          '["detention"]'),
     ]  # fmt: skip
     later = NOW + timedelta(minutes=30)
@@ -117,7 +117,7 @@ def test_a_story_row_is_its_one_article_then_what_its_articles_share(db):
     store.record_poll(db, ok("Stuff", later), 600, [copy])
     assert rows(db, "SELECT story_id FROM articles ORDER BY id") == [(1,), (1,)]
     assert rows(db, story) == [
-        (1, first.title, first.url, "RNZ", iso(first.published), seen, iso(later), 2,
+        (1, first.title, first.url, "RNZ", published, seen, iso(later), 2,
          '["RNZ", "Stuff"]', 2, '["campaign", "detention"]'),
     ]  # fmt: skip
 
