@@ -128,10 +128,6 @@ class Text:
     """How often each of `distinct` occurs (its weight grows with that), as uint16 (REPEATS)."""
 
     @property
-    def title_words(self) -> tuple[str, ...]:
-        return tuple(self.distinct.split()[: self.titled])
-
-    @property
     def counts(self) -> dict[str, int]:
         return dict(
             zip(self.distinct.split(), np.frombuffer(self.repeats, REPEATS).tolist(), strict=True)
