@@ -127,12 +127,6 @@ class Text:
     repeats: bytes
     """How often each of `distinct` occurs (its weight grows with that), as uint16 (REPEATS)."""
 
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(
-            zip(self.distinct.split(), np.frombuffer(self.repeats, REPEATS).tolist(), strict=True)
-        )
-
     def reads(self, title: str, summary: str) -> bool:
         """Whether this is the text of that title and summary."""
         return self.title == title and self.summary == summary

@@ -108,7 +108,8 @@ def test_an_item_carries_the_words_the_clusterer_reads():
     assert retitled.text.words.split()[:2] == ["minis", "respo"]
     # Across the worker's pipe it arrives as it was worked out.
     assert pickle.loads(pickle.dumps(item)).text == item.text
-    assert type(item.text.counts) is dict  # a Counter would be rebuilt by Python code
+    # Flat values only: pickle rebuilds these in C (a dict of words cost 10-15 µs an item).
+    assert {type(v) for v in vars(item.text).values()} == {str, int, bytes}
 
 
 def generated_markup(rng: random.Random, depth: int = 0, *, plain: bool) -> str:
