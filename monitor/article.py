@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import lxml.html
-from htmldate import find_date
 
 from monitor.dates import to_utc
 from monitor.normalise import clean_text
@@ -67,6 +66,8 @@ def extract(
     )
     published = _time(published_text, zone)
     if published is None:
+        from htmldate import find_date  # only when the page declares no date: slow to import
+
         found = find_date(html if isinstance(html, str) else html.decode("utf-8", "replace"),
                           original_date=True, outputformat="%Y-%m-%dT%H:%M:%S")  # fmt: skip
         published = _time(found, zone)

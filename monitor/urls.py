@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from courlan import normalize_url
-
 EXTRA_TRACKERS = frozenset({"_ga", "_gl", "cmpid", "ito", "ocid", "smid", "taid", "at_medium"})
 AGGREGATOR_HOSTS = frozenset(
     {"news.google.com", "feedproxy.google.com", "feeds.feedburner.com", "www.bing.com"}
@@ -25,6 +23,10 @@ def canonical_url(url: str, base: str | None = None) -> str:
     url = url.strip()
     if base:
         url = urljoin(base, url)
+    # Imported here: courlan (with urllib3 and tld) is a tenth of a second of every command's
+    # start, and only making articles needs it (a pass of 304s never does).
+    from courlan import normalize_url
+
     # courlan refuses some odd ports and hosts; the rules below still apply to those.
     with contextlib.suppress(ValueError):
         url = normalize_url(url, strict=False, trailing_slash=False)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -80,6 +82,16 @@ def test_commands_collect_garbage_less_often_than_python_by_default(db_path):
         assert gc.get_threshold()[0] == GC_THRESHOLD > 700
     finally:
         gc.set_threshold(*before)
+
+
+def test_commands_start_without_the_libraries_only_making_articles_needs():
+    # A pass of 304s (and every staff command) pays for what `monitor` imports at start.
+    heavy = ["courlan", "htmldate", "trafilatura"]
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, monitor.cli; print([m for m in {heavy} if m in sys.modules])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert loaded == "[]"
 
 
 def test_backup_is_a_consistent_copy_even_mid_transaction(server, tmp_path, db_path):
