@@ -394,3 +394,18 @@ WHERE s.id NOT IN (SELECT story_id FROM hidden_stories)
   AND s.url NOT IN (SELECT url FROM hidden_urls);
 """,
     )
+
+
+FTS_AUTOMERGE = 8
+"""Segments of one size the full-text index gathers before merging them (FTS5's default is 4).
+Each write adds a segment and FTS5 merges as it writes: at 8, a 2,000-article write at 1M
+articles paid 15-30 % less CPU for the index (15-17 µs an article, was 19-25: insert and
+commit, measured twice each); a search may read up to twice as many small segments, at
+7.7 ms p95 against a 100 ms target."""
+
+
+@migration
+def m010_fts_fewer_merges(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "INSERT INTO articles_fts (articles_fts, rank) VALUES ('automerge', ?)", [FTS_AUTOMERGE]
+    )

@@ -13,6 +13,7 @@ from monitor.config import Config, Source
 from monitor.dates import iso
 from monitor.errors import DatabaseError
 from monitor.normalise import Item
+from monitor.schema import FTS_AUTOMERGE
 from monitor.store import Poll
 
 NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -76,7 +77,11 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m007_window_in_memory",),
         ("m008_fts_in_bulk",),
         ("m009_public_headlines_in_two_parts",),
+        ("m010_fts_fewer_merges",),
     ]
+    # The setting lives in the index itself: every connection (Datasette's too) writes with it.
+    config = dict(rows(db, "SELECT k, v FROM articles_fts_config"))
+    assert config["automerge"] == FTS_AUTOMERGE != 4
     assert {"articles", "sources", "fetches", "article_history"} <= set(db.table_names())
 
 
