@@ -129,9 +129,6 @@ def _readable(sock: socket.socket | None) -> bool:
     return bool(poll.poll(0))
 
 
-Connections = list[httpcore.AsyncConnectionInterface]
-
-
 class _Pool(httpcore.AsyncConnectionPool):
     """httpcore's connection pool (HTTP/1.1 only) with its bookkeeping done in one pass.
 
@@ -148,8 +145,16 @@ class _Pool(httpcore.AsyncConnectionPool):
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        closing: Connections = []
-        kept = [c for c in self._connections if not c.is_closed()]
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            # Only an idle HTTP/1.1 connection can expire (keep-alive over, or server gone).
+            if connection.is_idle() and connection.has_expired():
+                closing.append(connection)
+            else:
+                kept.append(connection)
         spoken_for = {id(r.connection) for r in self._requests if r.connection is not None}
         idle = [c for c in kept if c.is_idle() and id(c) not in spoken_for]
         surplus = len(idle) - self._max_keepalive_connections
@@ -158,12 +163,14 @@ class _Pool(httpcore.AsyncConnectionPool):
                 kept.remove(connection)
                 closing.append(connection)
             idle = idle[surplus:]
+        self._connections = kept
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            reusable = _usable(origin, idle, kept, closing)
+            reusable = next((c for c in idle if c.can_handle_request(origin)), None)
             if reusable is not None:
+                idle.remove(reusable)
                 connection = reusable
             else:
                 if len(kept) >= self._max_connections:
@@ -175,24 +182,7 @@ class _Pool(httpcore.AsyncConnectionPool):
                 connection = self.create_connection(origin)
                 kept.append(connection)
             pool_request.assign_to_connection(connection)
-        self._connections = kept
         return closing
-
-
-def _usable(
-    origin: httpcore.Origin, idle: Connections, kept: Connections, closing: Connections
-) -> httpcore.AsyncConnectionInterface | None:
-    """Take from `idle` a connection to `origin` that is still good (keep-alive not over, server
-    still there); the expired ones met on the way move from `kept` to `closing`. Checked when
-    one is about to be used rather than on every pass: the check polls the socket, and checking
-    every idle connection on every pass was ~17 polls per request in a pass of 304s."""
-    for connection in [c for c in idle if c.can_handle_request(origin)]:
-        idle.remove(connection)
-        if not connection.has_expired():
-            return connection
-        kept.remove(connection)
-        closing.append(connection)
-    return None
 
 
 def guarded_transport(
