@@ -10,6 +10,8 @@ courlan does not know.
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 EXTRA_TRACKERS = frozenset({"_ga", "_gl", "cmpid", "ito", "ocid", "smid", "taid", "at_medium"})
@@ -18,18 +20,24 @@ AGGREGATOR_HOSTS = frozenset(
 )
 
 
+@functools.cache
+def _courlan() -> Callable[..., str]:
+    """courlan's normalize_url, imported on first use, once: courlan (with urllib3 and tld) is a
+    tenth of a second of every command's start, and only making articles needs it (a pass of
+    304s never does). An import statement in canonical_url would cost 0.3 µs every URL."""
+    from courlan import normalize_url
+
+    return normalize_url
+
+
 def canonical_url(url: str, base: str | None = None) -> str:
     """The form of `url` used as an article's identity. `base` resolves a relative link."""
     url = url.strip()
     if base:
         url = urljoin(base, url)
-    # Imported here: courlan (with urllib3 and tld) is a tenth of a second of every command's
-    # start, and only making articles needs it (a pass of 304s never does).
-    from courlan import normalize_url
-
     # courlan refuses some odd ports and hosts; the rules below still apply to those.
     with contextlib.suppress(ValueError):
-        url = normalize_url(url, strict=False, trailing_slash=False)
+        url = _courlan()(url, strict=False, trailing_slash=False)
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = urlencode([(k, v) for k, v in pairs if k not in EXTRA_TRACKERS])
