@@ -469,13 +469,11 @@ class _NewArticles:
     ) -> bool:
         """A later copy of a new article, as _update() treats a stored one: True if changed."""
         new = self.articles[article_id - self.first]
-        topics = new.topics | set(item.topics)
-        text_changed = (new.item.title, new.item.summary) != (item.title, item.summary)
-        if not text_changed and topics == new.topics:
+        old = new.item
+        topics = _revise(article_id, old.title, old.summary, new.topics, item, stamp, history)
+        if topics is None:
             return False
-        if text_changed:
-            history.append((article_id, new.item.title, new.item.summary, stamp))
-            new.item = dataclasses.replace(new.item, title=item.title, summary=item.summary)
+        new.item = dataclasses.replace(old, title=item.title, summary=item.summary)
         new.topics, new.updated = topics, stamp
         new.matched.update((k, list(v)) for k, v in item.matched.items())
         return True
@@ -541,17 +539,14 @@ def _update(
 ) -> bool:
     """A stored article seen again: changes recorded (the old text into `history`), and `row`
     brought up to date. True if it changed."""
-    # Topics only accumulate here (another source may have tagged it); `monitor retag` recomputes.
-    topics = sorted(set(json.loads(row["topics"])) | set(item.topics))
-    matched = {**json.loads(row["matched"]), **{k: list(v) for k, v in item.matched.items()}}
-    text_changed = (row["title"], row["summary"]) != (item.title, item.summary)
-    if text_changed:
-        history.append((row["id"], row["title"], row["summary"], stamp))
-    if not text_changed and topics == json.loads(row["topics"]):
+    stored = set(json.loads(row["topics"]))
+    topics = _revise(row["id"], row["title"], row["summary"], stored, item, stamp, history)
+    if topics is None:
         return False
+    matched = {**json.loads(row["matched"]), **{k: list(v) for k, v in item.matched.items()}}
     # An article keeps its story when edited; the caller refreshes the story's title and topics.
     row.update(
-        title=item.title, summary=item.summary, topics=json.dumps(topics),
+        title=item.title, summary=item.summary, topics=json.dumps(sorted(topics)),
         matched=_terms_json(matched),
     )  # fmt: skip
     db.execute(
@@ -560,6 +555,26 @@ def _update(
         [item.title, item.summary, stamp, row["topics"], row["matched"], row["id"]],
     )
     return True
+
+
+def _revise(
+    article_id: int,
+    title: str,
+    summary: str,
+    topics: set[str],
+    item: Item,
+    stamp: str,
+    history: list[tuple[int, str, str, str]],
+) -> set[str] | None:
+    """What a later copy (`item`) of an article with this text and these topics changes: its
+    topics afterwards, the old text put into `history` if the text changed; None if nothing
+    changes. Topics only accumulate here (another source may have tagged it); `monitor retag`
+    recomputes them."""
+    after = topics | set(item.topics)
+    if (title, summary) == (item.title, item.summary):
+        return None if after == topics else after
+    history.append((article_id, title, summary, stamp))
+    return after
 
 
 def _terms_json(terms: Mapping[str, Iterable[str]]) -> str:
