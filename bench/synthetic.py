@@ -93,7 +93,7 @@ def fill(db, count: int, rng: random.Random, days: int) -> None:
         title, summary = headline(rng)
         seen = iso(END - timedelta(days=days) + step * n)
         text = stories.text_of(title, summary)  # as the collector reads an article
-        docs.update(text.distinct.split())
+        docs.update(text.distinct_words().tolist())
         batch_articles.append(
             (n, f"https://bench.example/{n}", title, summary, seen, seen, seen, "bench", "Bench",
              n, "[]", text.words, "first report")

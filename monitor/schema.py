@@ -286,7 +286,7 @@ def m003_source_flag(db: sqlite_utils.Database) -> None:
 def m004_stories(db: sqlite_utils.Database) -> None:
     _run_script(db, store_stories.SCHEMA)
     for title, summary in db.execute("SELECT title, summary FROM articles").fetchall():
-        store_stories.count_words(db, text_of(title, summary).distinct.split())
+        store_stories.count_words(db, text_of(title, summary).distinct_words())
     store_stories.flush(db, force=True)
     store_stories.restory(db)
 

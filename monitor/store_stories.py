@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -266,8 +266,9 @@ def flush(db: sqlite_utils.Database, *, force: bool = False) -> None:
         memory.unflushed = 0
 
 
-def count_words(db: sqlite_utils.Database, distinct: Collection[str]) -> None:
-    """Count an article's distinct words towards their rarity (written by flush())."""
+def count_words(db: sqlite_utils.Database, distinct: npt.NDArray[np.str_]) -> None:
+    """Count an article's distinct words (Text.distinct_words()) towards their rarity (written
+    by flush())."""
     memory = _memory(db)
     memory.unflushed += 1
     memory.vocabulary.count(_ids(db, distinct))
@@ -322,9 +323,10 @@ def _place_chunk(
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon, float(seen.max()))
     vocabulary = memory.vocabulary
-    distinct = [a.text.distinct.split() for a in chunk]
-    lens = np.array([len(words) for words in distinct], np.int64)
-    ids = _ids(db, list(chain.from_iterable(distinct)))
+    words = np.frombuffer(b"".join(a.text.distinct for a in chunk), stories.WORD)
+    lens = np.array([len(a.text.distinct) for a in chunk], np.int64) // stories.WORD.itemsize
+    starts = (np.cumsum(lens) - lens).tolist()
+    ids = _ids(db, words)
     if archive is None:
         memory.unflushed += len(chunk)
         vocabulary.count(ids)
@@ -340,7 +342,7 @@ def _place_chunk(
     found: tuple[list[int], list[int]] = ([], [])
     for i, a in enumerate(chunk):
         runs = len(found[1])
-        title_words = distinct[i][: a.text.titled]
+        title_words = words[starts[i] : starts[i] + a.text.titled].tolist()
         memory.remember(first_slot + i, title_words, found if a.override is None else None)
         owners += [i] * (len(found[1]) - runs)
     near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, found[1], found[0])
@@ -435,7 +437,7 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
         return
     counted = [Counter(words.split()) for _, _, words, *_ in rows]
     titles = [stories.fold(title) for _, title, *_ in rows]
-    ids = _ids(db, [w for counts in counted for w in counts])
+    ids = _ids(db, stories.word_array(w for counts in counted for w in counts))
     vectors = memory.vocabulary.vectors(
         ids,
         np.fromiter(chain.from_iterable(c.values() for c in counted), np.float64, len(ids)),
@@ -456,14 +458,14 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
     memory.horizon = max(memory.horizon, float(memory.seen[first + len(rows) - 1]))
 
 
-def _ids(db: sqlite_utils.Database, words: Collection[str]) -> npt.NDArray[np.int64]:
+def _ids(db: sqlite_utils.Database, words: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
     """The vocabulary ids of these words, loading the stored counts of new ones first."""
     vocabulary = _memory(db).vocabulary
     ids = vocabulary.lookup(words)
-    if ids is None:
-        _load_docs(db, words)
-        ids = vocabulary.lookup(words)
-        assert ids is not None  # every word was just added
+    new = ids < 0
+    if new.any():
+        _load_docs(db, words[new].tolist())
+        ids[new] = vocabulary.lookup(words[new])
     return ids
 
 

@@ -15,7 +15,7 @@ from monitor import store, store_stories
 from monitor.cli import main
 from monitor.normalise import Item, strip_outlet_suffix
 from monitor.store import Poll
-from monitor.stories import fold, stems, strip_outlet
+from monitor.stories import fold, stems, strip_outlet, word_array
 from tests.conftest import shared_fixtures
 
 LABELLED = Path(__file__).parent / "fixtures" / "stories" / "labelled.tsv"
@@ -258,8 +258,8 @@ def vectors_of(vocabulary, texts, total):
     import numpy as np
 
     counted = [Counter(words) for words in texts]
-    ids = vocabulary.lookup([w for c in counted for w in c])
-    assert ids is not None
+    ids = vocabulary.lookup(word_array(w for c in counted for w in c))
+    assert (ids >= 0).all()
     counts = np.array([n for c in counted for n in c.values()], np.float64)
     lens = np.array([len(c) for c in counted], np.int64)
     return vocabulary.vectors(ids, counts, lens, np.full(len(texts), total, np.int64))
@@ -282,8 +282,8 @@ def test_shared_paraphrase_pairs_report():
     vocabulary = Vocabulary()
     vocabulary.add(dict.fromkeys({w for words in texts for w in words}, 0))
     for words in texts:
-        found = vocabulary.lookup(set(words))
-        assert found is not None
+        found = vocabulary.lookup(word_array(set(words)))
+        assert (found >= 0).all()
         vocabulary.count(found)
     firsts = vectors_of(vocabulary, texts[0::2], len(texts))
     seconds = vectors_of(vocabulary, texts[1::2], len(texts))
@@ -302,6 +302,23 @@ def test_shared_paraphrase_pairs_report():
     # The README's figures: every paraphrase joined, 3 of the 7 non-paraphrases too (sentences
     # about the same event are close by design).
     assert (tp, fp, fn, tn) == (24, 3, 0, 4)
+
+
+def test_the_vocabulary_finds_words_sorted_and_added_since_and_keys_them_apart():
+    from monitor.stories import SORT_AFTER, Vocabulary, word_keys
+
+    vocabulary = Vocabulary()
+    first = [f"w{i:04d}" for i in range(SORT_AFTER + 1)]
+    vocabulary.add(dict.fromkeys(first, 0))
+    n = len(first)
+    # Looked up one by one, then sorted (more than SORT_AFTER were): found from then on as arrays.
+    assert vocabulary.lookup(word_array(first)).tolist() == list(range(n))
+    vocabulary.add({"中文字": 0, "тюрьм": 0, "abc": 0})
+    later = ["abc", "w0007", "中文字", "тюрьм", "unkno", "中文", "w4096"]
+    assert vocabulary.lookup(word_array(later)).tolist() == [n + 2, 7, n, n + 1, -1, -1, 4096]
+    keys = word_keys(word_array(["abc", "abcd", "abcde", "abd", "тюрьм", "дети", "中文", "中文字"]))
+    assert len(set(keys.tolist())) == 8
+    assert [k >> 63 for k in keys.tolist()] == [0, 0, 0, 0, 0, 0, 1, 1]
 
 
 def test_similarities_score_every_candidate_including_empty_ones():
