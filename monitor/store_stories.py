@@ -438,7 +438,14 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
         return
     counted = [Counter(words.split()) for _, _, words, *_ in rows]
     titles = [stories.fold(title) for _, title, *_ in rows]
-    ids = _ids(db, stories.word_array(w for counts in counted for w in counts))
+    # Looked up a few thousand articles at a time: the words of a whole window at once would
+    # be a peak of a hundred MB in arrays.
+    ids = np.concatenate(
+        [
+            _ids(db, stories.word_array(chain.from_iterable(counted[start : start + CHUNK * 64])))
+            for start in range(0, len(counted), CHUNK * 64)
+        ]
+    )
     vectors = memory.vocabulary.vectors(
         ids,
         np.fromiter(chain.from_iterable(c.values() for c in counted), np.float64, len(ids)),
@@ -467,7 +474,7 @@ def _ids(db: sqlite_utils.Database, words: npt.NDArray[np.str_]) -> npt.NDArray[
     ids = vocabulary.lookup(words)
     new = ids < 0
     if new.any():
-        _load_docs(db, words[new].tolist())
+        _load_docs(db, np.unique(words[new]).tolist())
         ids[new] = vocabulary.lookup(words[new])
     return ids
 

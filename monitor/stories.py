@@ -158,7 +158,8 @@ def word_array(words: Iterable[str]) -> npt.NDArray[np.str_]:
     return np.array(list(words), WORD)
 
 
-_PLACES = np.arange(STEM - 1, -1, -1, dtype=np.uint64) * np.uint64(12)
+_LETTER = np.uint64(12)
+_FNV_PRIME = np.uint64(0x100000001B3)
 _HASHED = np.uint64(1 << 63)
 
 
@@ -168,12 +169,18 @@ def word_keys(words: npt.NDArray[np.str_]) -> npt.NDArray[np.uint64]:
     letters are all below U+1000 (every alphabet but the CJK scripts, Hangul and a few others)
     is its letters, 12 bits each: exact. Any other is a hash of them with the top bit set;
     two such stems colliding (odds of about n² in 2^64) would share a weight, nothing worse."""
-    letters = words.view(np.uint32).reshape(-1, STEM).astype(np.uint64)
-    packed = np.bitwise_or.reduce(letters << _PLACES, axis=1)
+    letters = words.view(np.uint32).reshape(-1, STEM)
+    packed = np.zeros(len(letters), np.uint64)
     hashed = np.full(len(letters), 0xCBF29CE484222325, np.uint64)
-    for column in letters.T:  # FNV-1a over the letters (uint64 arithmetic wraps)
-        hashed = (hashed ^ column) * np.uint64(0x100000001B3)
-    return np.where((letters < 4096).all(axis=1), packed, hashed | _HASHED)
+    exact = np.ones(len(letters), bool)
+    # A letter at a time: temporaries the size of one column (a window of 700,000 words would
+    # need 30 MB for each whole-array step).
+    for column in letters.T:
+        wide = column.astype(np.uint64)
+        packed = packed << _LETTER | wide
+        hashed = (hashed ^ wide) * _FNV_PRIME  # FNV-1a (uint64 arithmetic wraps)
+        exact &= column < 1 << 12
+    return np.where(exact, packed, hashed | _HASHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +221,8 @@ def segment_sums(
 
 
 SORT_AFTER = 4_096
-"""Words the vocabulary looks up one by one (new since it last sorted its words) before it
-sorts them again (or an eighth of the words it has, if more)."""
+"""Words added to the vocabulary since it last sorted its words before it sorts them again (or
+an eighth of the words it has, if more): until then they are looked up one by one."""
 
 
 class Vocabulary:
@@ -237,8 +244,6 @@ class Vocabulary:
         their ids: lookup() finds words there as a few array operations; only the words added
         since are looked up one by one in `ids` (a dict lookup per word was 17 % of placing
         articles: 0.3 µs a word, the dict's keys scattered in memory)."""
-        self._unsorted = 0
-        """Words looked up in `ids` since the last sort."""
         self.docs = np.zeros(4096, dtype=np.int64)
         """Word id -> articles using it."""
         self._written = self.docs.copy()
@@ -262,27 +267,21 @@ class Vocabulary:
 
     def lookup(self, words: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
         """The ids of these words (an array of WORD), -1 for a word not added yet."""
+        if len(self.ids) - len(self._sorted) > max(SORT_AFTER, len(self._sorted) // 8):
+            known = word_keys(word_array(self._words))
+            self._sorted_ids = np.argsort(known)
+            self._sorted = known[self._sorted_ids]
         ids = np.full(len(words), -1, np.int64)
+        rest = np.arange(len(words))
         if len(self._sorted):
             keys = word_keys(words)
             at = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
             found = self._sorted[at] == keys
             ids[found] = self._sorted_ids[at[found]]
-            rest = np.flatnonzero(~found)
-        else:
-            rest = np.arange(len(words))
-        if len(rest):
+            rest = rest[~found]
+        if len(rest) and len(self.ids) > len(self._sorted):  # words added since the sort
             ids[rest] = [self.ids.get(w, -1) for w in words[rest].tolist()]
-            self._unsorted += len(rest)
-            if self._unsorted > max(SORT_AFTER, len(self._sorted) // 8):
-                self._sort()
         return ids
-
-    def _sort(self) -> None:
-        known = word_keys(word_array(self._words))
-        self._sorted_ids = np.argsort(known)
-        self._sorted = known[self._sorted_ids]
-        self._unsorted = 0
 
     def count(self, ids: npt.NDArray[np.int64]) -> None:
         """One more article uses each of these words, once per occurrence in `ids` (the

@@ -311,7 +311,7 @@ def test_the_vocabulary_finds_words_sorted_and_added_since_and_keys_them_apart()
     first = [f"w{i:04d}" for i in range(SORT_AFTER + 1)]
     vocabulary.add(dict.fromkeys(first, 0))
     n = len(first)
-    # Looked up one by one, then sorted (more than SORT_AFTER were): found from then on as arrays.
+    # More than SORT_AFTER words new: sorted, then found as arrays; words added since, one by one.
     assert vocabulary.lookup(word_array(first)).tolist() == list(range(n))
     vocabulary.add({"中文字": 0, "тюрьм": 0, "abc": 0})
     later = ["abc", "w0007", "中文字", "тюрьм", "unkno", "中文", "w4096"]
