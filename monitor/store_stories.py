@@ -324,8 +324,7 @@ def _place_chunk(
     # Polls finish out of the order they started in: placing order, not first_seen, is "earlier".
     memory.horizon = max(memory.horizon, float(seen.max()))
     vocabulary = memory.vocabulary
-    words = np.frombuffer(b"".join(a.text.distinct for a in chunk), stories.WORD)
-    lens = np.array([len(a.text.distinct) for a in chunk], np.int64) // stories.WORD.itemsize
+    words, lens = stories.distinct_words_of([a.text for a in chunk])
     starts = (np.cumsum(lens) - lens).tolist()
     ids = _ids(db, words)
     id_list = ids.tolist()
@@ -425,6 +424,11 @@ def _near(
     return near
 
 
+WINDOW_LOOKUP = 4_096
+"""Articles of the window whose words are looked up together when it is loaded: the words of a
+whole window (~700,000) at once were a peak of a hundred MB in arrays."""
+
+
 def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, total: int) -> None:
     """The stored articles of the last WINDOW, oldest first, as placing would have added them
     (weighed as if `total` articles were stored)."""
@@ -439,14 +443,10 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
         return
     counted = [Counter(words.split()) for _, _, words, *_ in rows]
     titles = [stories.fold(title) for _, title, *_ in rows]
-    # Looked up a few thousand articles at a time: the words of a whole window at once would
-    # be a peak of a hundred MB in arrays.
-    ids = np.concatenate(
-        [
-            _ids(db, stories.word_array(chain.from_iterable(counted[start : start + CHUNK * 64])))
-            for start in range(0, len(counted), CHUNK * 64)
-        ]
+    slices = (
+        counted[start : start + WINDOW_LOOKUP] for start in range(0, len(counted), WINDOW_LOOKUP)
     )
+    ids = np.concatenate([_ids(db, stories.word_array(chain.from_iterable(c))) for c in slices])
     vectors = memory.vocabulary.vectors(
         ids,
         np.fromiter(chain.from_iterable(c.values() for c in counted), np.float64, len(ids)),

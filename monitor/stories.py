@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -135,7 +135,7 @@ class Text:
         return self.title == title and self.summary == summary
 
     def distinct_words(self) -> npt.NDArray[np.str_]:
-        return np.frombuffer(self.distinct, WORD)
+        return distinct_words_of([self])[0]
 
 
 REPEATS = np.uint16
@@ -151,6 +151,16 @@ def text_of(title: str, summary: str) -> Text:
     repeats = np.fromiter(counts.values(), REPEATS, len(counts)).tobytes()
     distinct = word_array(counts).tobytes()
     return Text(title, summary, key, " ".join(words), distinct, len(set(head)), repeats)
+
+
+def distinct_words_of(
+    texts: Sequence[Text],
+) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.int64]]:
+    """The distinct words of several texts end to end, as one array of WORD, and how many of
+    them are each text's."""
+    words = np.frombuffer(b"".join(t.distinct for t in texts), WORD)
+    lens = np.array([len(t.distinct) for t in texts], np.int64) // WORD.itemsize
+    return words, lens
 
 
 def word_array(words: Iterable[str]) -> npt.NDArray[np.str_]:
@@ -221,8 +231,8 @@ def segment_sums(
 
 
 SORT_AFTER = 4_096
-"""Words added to the vocabulary since it last sorted its words before it sorts them again (or
-an eighth of the words it has, if more): until then they are looked up one by one."""
+"""The vocabulary sorts its words again once more than this many (or an eighth of all it has,
+if more) were added since it last did; until then those are looked up one by one."""
 
 
 class Vocabulary:
