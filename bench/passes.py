@@ -53,7 +53,7 @@ async def passes(config_path: Path, db_path: Path, count: int) -> list[dict[str,
             t0, c0 = time.perf_counter(), cpu_seconds()
             await asyncio.gather(*(poll_source(s, polling) for s in config.sources))
             # What the pass wrote is written before the clock stops (the writer gathers).
-            await polling.writer.close()
+            await polling.writer.drain()
             figures.append(
                 {
                     "wall_s": round(time.perf_counter() - t0, 2),

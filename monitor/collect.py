@@ -92,12 +92,13 @@ def limits_for(source: Source) -> Limits:
 
 @dataclass
 class Polling:
-    """What polls share besides the database, for one pass (`collect`) or the scheduler's life:
-    the HTTP client, the topics, the feed-reading worker, the writer (polls that finish
-    together share a transaction), and WAL checkpoints on their own thread while the database
-    is written."""
+    """What polls share, for one pass (`collect`) or the scheduler's life: a connection to
+    read the database, the HTTP client, the topics, the feed-reading worker, the writer (its
+    own thread and connection; polls that finish together share a transaction), and WAL
+    checkpoints on their own thread while the database is written."""
 
     db: sqlite_utils.Database
+    """Read on the event loop; every write goes through `writer`."""
     fetcher: Fetcher
     topics: Mapping[str, str]
     """Replaced when topics change; polls in flight keep the ones they started with."""
@@ -111,8 +112,9 @@ class Polling:
     def start(cls, config: Config, db: sqlite_utils.Database) -> Polling:
         c = config.collector
         fetcher = Fetcher(contact=c.contact, concurrency=c.concurrency, per_host=c.per_host)
+        writer = Writer(store.path_of(db))
         polling = cls(
-            db, fetcher, config.topics, Workers(), Writer(db), store.Checkpointer(db),
+            db, fetcher, config.topics, Workers(), writer, store.Checkpointer(writer.db),
             asyncio.Semaphore(PIPELINE * c.concurrency),
         )  # fmt: skip
         polling.checkpointer.start()
@@ -121,11 +123,11 @@ class Polling:
     async def close(self) -> None:
         """Release it all, once the polls waiting to be written are; the word counts kept in
         memory between polls are written."""
-        await self.writer.close()
+        await self.writer.drain()
         await self.fetcher.aclose()
         self.workers.close()
-        store.finish(self.db)
         self.checkpointer.stop()
+        await self.writer.close()
 
 
 async def collect(

@@ -53,7 +53,7 @@ class Collector:
         collector.config_mtime = config_path.stat().st_mtime
         return collector
 
-    def reload_if_changed(self) -> None:
+    async def reload_if_changed(self) -> None:
         """Pick up an edited feeds.yaml; an invalid edit keeps the running config."""
         try:
             mtime = self.config_path.stat().st_mtime
@@ -76,16 +76,17 @@ class Collector:
             log.warning("collector: settings change takes effect after a restart")
         old = self.config
         self.config = config
-        store.sync_sources(self.db, config)
+        writer = self.polling.writer
+        await writer.call(store.sync_sources, config)
         if config.topics != old.topics or _source_topics(config) != _source_topics(old):
             # Polls in flight keep the topics they started with; they are short.
             self.polling.topics = config.topics
-            result = store.retag(self.db, config)
+            result = await writer.call(store.retag, config)
             log.info("topics changed: re-tagged %d articles %s", result.changed, result.per_topic)
         log.info("loaded %s: %d sources", self.config_path, len(config.sources))
 
     async def poll_due(self) -> None:
-        self.reload_if_changed()
+        await self.reload_if_changed()
         self.publish()
         now = utcnow()
         for name in store.due_sources(self.db, now):
@@ -112,20 +113,18 @@ class Collector:
             log.error("could not publish the public headlines (kept the last ones): %s", e)
 
     async def daily(self) -> None:
-        """Retention and WAL housekeeping, once a day.
-
-        A coroutine on purpose: APScheduler runs plain functions in a thread pool, and the
-        database connection belongs to the event loop's thread.
-        """
+        """Retention and WAL housekeeping, once a day, on the writer's connection (the
+        collector's only writer: see writer.py)."""
+        writer = self.polling.writer
         try:
-            removed = store.prune_unmatched(self.db, self.config, utcnow())
+            removed = await writer.call(store.prune_unmatched, self.config, utcnow())
             if removed:
                 log.info("pruned articles that match no topic: %s", removed)
-            store.finish(self.db)  # a day's word counts, in case the process is killed later
-            polls = store.prune_fetches(self.db, utcnow())
+            await writer.call(store.finish)  # a day's word counts, should the process be killed
+            polls = await writer.call(store.prune_fetches, utcnow())
             if polls:
                 log.info("pruned %d poll records older than 90 days", polls)
-            busy, pages, _ = store.checkpoint(self.db)
+            busy, pages, _ = await writer.call(store.checkpoint)
         except sqlite3.Error as e:
             log.error("daily housekeeping failed (tried again tomorrow): %s", e)
             return

@@ -47,6 +47,11 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     return db
 
 
+def path_of(db: sqlite_utils.Database) -> Path:
+    """The file a connection has open (its `main` database)."""
+    return Path(next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"))
+
+
 @contextmanager
 def opened(path: Path | str) -> Iterator[sqlite_utils.Database]:
     """open_db() for the length of a `with` block."""
@@ -69,7 +74,7 @@ class Checkpointer:
     def __init__(self, db: sqlite_utils.Database, every: float = 2.0) -> None:
         self.db = db
         self.every = every
-        self.path = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
+        self.path = path_of(db)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 

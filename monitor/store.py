@@ -1,7 +1,7 @@
 """The only module that writes articles and source health: upserts, history, topics, retention.
 
 The database file itself (connection settings, schema, migrations) is schema.py; open_db,
-opened, transaction and Checkpointer are re-exported here because callers of the store need
+opened, path_of, transaction and Checkpointer are re-exported here because callers of the store need
 them.
 
 Polls are written in short transactions (BEGIN IMMEDIATE ... COMMIT), after all network I/O for
@@ -32,6 +32,7 @@ from monitor.normalise import Item
 from monitor.schema import Checkpointer as Checkpointer
 from monitor.schema import open_db as open_db
 from monitor.schema import opened as opened
+from monitor.schema import path_of as path_of
 from monitor.schema import transaction as transaction
 from monitor.sql import select_in
 from monitor.topics import HIGHLIGHT, fts_query, marked_terms, matching_rows

@@ -10,13 +10,24 @@ per transaction ~0.6.
 
 If a batch fails, its polls are written again one by one, so an error in one poll (a bug, a
 value SQLite refuses) is that poll's alone, raised where the poll awaits its write.
+
+The writing itself runs on a thread of its own, with a connection of its own: while a batch
+is written (SQLite releases the GIL while it works) the event loop goes on fetching, reading
+and gathering the next batch, instead of every fetch waiting for the write. That connection is
+the collector's only writer (`call` runs the scheduler's other writes there too), so the
+clusterer's memory of it stays valid; the loop's own connection only reads, and WAL lets it
+read while a batch is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -31,13 +42,22 @@ GATHER_S = 0.25
 """...or when its first poll has waited this long: what a poll's items wait for company."""
 
 
-@dataclass
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Outcome = Counts | Exception
+"""What writing a poll came to: its counts, or the error that kept it out of the database."""
+
+
 class Writer:
-    db: sqlite_utils.Database
-    _waiting: list[tuple[Written, asyncio.Future[Counts], float]] = field(default_factory=list)
-    """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
-    _running: asyncio.Task[None] | None = None
-    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(self, path: Path) -> None:
+        self.db = store.open_db(path)
+        """The writer's own connection, used on its thread only (once open)."""
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        self._waiting: list[tuple[Written, asyncio.Future[Counts], float]] = []
+        """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
+        self._running: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
 
     async def record(self, written: Written) -> Counts:
         """Write a poll (with others waiting, if any); its counts, or the error that kept it
@@ -50,16 +70,40 @@ class Writer:
             self._running = asyncio.create_task(self._write_waiting())
         return await future
 
-    async def close(self) -> None:
+    async def call(
+        self,
+        job: Callable[Concatenate[sqlite_utils.Database, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`job(db, ...)` on the writer's thread and connection, between batches: how the
+        collector's other writes (config reloads, retention) reach the database."""
+        work = functools.partial(job, self.db, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def drain(self) -> None:
         """Wait for the polls already waiting to be written."""
         if self._running is not None:
             await self._running
 
+    async def close(self) -> None:
+        """Write the polls waiting and what the store keeps in memory (store.finish), then
+        close the connection."""
+        await self.drain()
+        await self.call(store.finish)
+        self._thread.shutdown()
+        self.db.close()
+
     async def _write_waiting(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
                 await self._gathered()
-                self._write(self._take())
+                batch = self._take()
+                written = [w for w, _ in batch]
+                outcomes = await loop.run_in_executor(self._thread, self._write, written)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    _settle(future, outcome)
         finally:
             self._running = None
 
@@ -86,31 +130,21 @@ class Writer:
         del self._waiting[:taken]
         return batch
 
-    def _write(self, batch: list[tuple[Written, asyncio.Future[Counts]]]) -> None:
+    def _write(self, batch: list[Written]) -> list[Outcome]:
+        """On the writer's thread: the batch in one transaction, or poll by poll if it fails."""
         try:
-            counts = store.record_polls(self.db, [written for written, _ in batch])
+            return list(store.record_polls(self.db, batch))
         except Exception as e:  # a bug of ours too: it must reach its poll, never hang them
             if len(batch) == 1:
-                _settle(batch[0][1], error=e)
-                return
+                return [e]
             log.warning("writing %d polls together failed (%s); one by one now", len(batch), e)
-            for one in batch:
-                self._write([one])
-            return
-        for (_, future), c in zip(batch, counts, strict=True):
-            _settle(future, counts=c)
+            return [outcome for one in batch for outcome in self._write([one])]
 
 
-def _settle(
-    future: asyncio.Future[Counts],
-    *,
-    counts: Counts | None = None,
-    error: Exception | None = None,
-) -> None:
+def _settle(future: asyncio.Future[Counts], outcome: Outcome) -> None:
     if future.cancelled():  # the poll was cancelled (shutdown) while waiting: nothing to tell
         return
-    if error is not None:
-        future.set_exception(error)
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
     else:
-        assert counts is not None
-        future.set_result(counts)
+        future.set_result(outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -35,8 +36,8 @@ def commits(db) -> list[str]:
 
 
 def test_polls_finishing_together_share_one_transaction(db):
-    committed = commits(db)
-    writer = Writer(db)
+    writer = Writer(store.path_of(db))
+    committed = commits(writer.db)
 
     async def finish_together() -> tuple[Counts, Counts]:
         return await asyncio.gather(
@@ -56,7 +57,7 @@ def test_a_poll_the_database_refuses_fails_alone(db):
         url=None,  # type: ignore[arg-type]
         link="x", guid=None, title="No URL", summary="", published=None, outlet="RNZ",
     )  # fmt: skip
-    writer = Writer(db)
+    writer = Writer(store.path_of(db))
 
     async def finish_together() -> tuple[object, ...]:
         return await asyncio.gather(
@@ -76,13 +77,14 @@ def test_a_poll_the_database_refuses_fails_alone(db):
 
 
 def test_close_waits_for_the_polls_waiting_to_be_written(db):
-    writer = Writer(db)
+    writer = Writer(store.path_of(db))
 
     async def record_then_close() -> None:
         task = asyncio.create_task(writer.record(Written(ok("RNZ"), 600, [item(1)])))
         await asyncio.sleep(0)  # the poll is waiting (the writer gathers for a moment)
-        await writer.close()
+        await writer.drain()
         assert task.done()
+        await writer.close()
 
     asyncio.run(record_then_close())
     assert store.source_state(db, "RNZ").consecutive_failures == 0
@@ -94,7 +96,7 @@ def test_a_poll_waits_for_company_from_when_it_arrived_not_again_after_each_batc
     # from their arrival (it used to start again, and 50 polls arriving together waited a
     # quarter of a second more after each full batch).
     monkeypatch.setattr(writer_module, "GATHER_S", 3600.0)
-    writer = Writer(db)
+    writer = Writer(store.path_of(db))
 
     async def left_over() -> None:
         future = asyncio.get_running_loop().create_future()
@@ -116,7 +118,7 @@ def test_a_bug_while_writing_reaches_its_poll_and_hangs_none(db, monkeypatch):
         return record_polls(database, polls)
 
     monkeypatch.setattr(store, "record_polls", buggy)
-    writer = Writer(db)
+    writer = Writer(store.path_of(db))
 
     async def finish_together() -> list[object]:
         records = [
@@ -129,3 +131,50 @@ def test_a_bug_while_writing_reaches_its_poll_and_hangs_none(db, monkeypatch):
     written, failed = asyncio.run(finish_together())
     assert written == Counts(1, 0, 0)
     assert isinstance(failed, TypeError)
+
+
+def test_the_event_loop_goes_on_while_a_batch_is_written(db, monkeypatch):
+    # The batch is written on the writer's thread: a write that takes long (here, until the
+    # loop has done something else) must not stop fetches and other polls meanwhile.
+    record_polls = store.record_polls
+    loop_ran = threading.Event()
+
+    def slow(database, polls):
+        assert loop_ran.wait(timeout=30), "the event loop stood still while a batch was written"
+        return record_polls(database, polls)
+
+    monkeypatch.setattr(store, "record_polls", slow)
+    writer = Writer(store.path_of(db))
+
+    async def write_while_the_loop_runs() -> Counts:
+        task = asyncio.create_task(writer.record(Written(ok("RNZ"), 600, [item(1)])))
+        await asyncio.sleep(writer_module.GATHER_S * 2)  # the batch is being written now
+        loop_ran.set()
+        counts = await task
+        await writer.close()
+        return counts
+
+    assert asyncio.run(write_while_the_loop_runs()) == Counts(1, 0, 0)
+    assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
+
+
+def test_other_writes_go_through_the_writers_connection_in_turn(db):
+    # The scheduler's own writes (config reloads, retention) run on the writer's thread and
+    # connection: one writer, so the clusterer's memory of that connection stays valid.
+    writer = Writer(store.path_of(db))
+    seen: list[object] = []
+
+    def on_the_writer(database, value: int) -> int:
+        seen.append((database is writer.db, threading.current_thread() is not main))
+        return value * 2
+
+    main = threading.current_thread()
+
+    async def call_then_record() -> int:
+        doubled = await writer.call(on_the_writer, 21)
+        await writer.record(Written(ok("RNZ"), 600, [item(1)]))
+        await writer.close()
+        return doubled
+
+    assert asyncio.run(call_then_record()) == 42
+    assert seen == [(True, True)]
