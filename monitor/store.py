@@ -1,8 +1,8 @@
 """The only module that writes articles and source health: upserts, history, topics, retention.
 
 The database file itself (connection settings, schema, migrations) is schema.py; open_db,
-opened, path_of, transaction and Checkpointer are re-exported here because callers of the store need
-them.
+opened, path_of, transaction and Checkpointer are re-exported here because callers of the
+store need them.
 
 Polls are written in short transactions (BEGIN IMMEDIATE ... COMMIT), after all network I/O for
 them is done: one poll, or the polls that finished together (writer.py): a crash loses nothing
