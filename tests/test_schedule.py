@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor import store
+from monitor import store, store_stories
 from monitor.schedule import Collector
 from tests.conftest import write_config
 
@@ -58,6 +58,45 @@ def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path
 
     assert asyncio.run(scenario()) == ["RNZ", "Stuff"]
     assert len(server.requests_to("/rnz.xml")) == 1
+
+
+def test_daily_housekeeping_writes_through_the_writer_and_keeps_its_memory(
+    server, tmp_path, db_path
+):
+    # Retention and the word counts' flush run on the writer's connection. Were they written
+    # on the event loop's, the day's counts would stay in the writer's memory (lost if the
+    # process is killed), and a pruning commit from another connection would make the next
+    # batch drop the clusterer's memory and load its window again.
+    rnz = server.feed("/rnz.xml", "rnz_national.xml")
+    stuff = server.feed("/stuff.xml", "stuff_atom.xml")
+    config_path = write_config(tmp_path, [{"name": "RNZ", "url": rnz}])
+
+    def age(database) -> None:  # RNZ's articles match no topic: old ones are pruned
+        database.execute("UPDATE articles SET first_seen = '2000-01-01T00:00:00Z'")
+
+    async def scenario() -> tuple[int, int, bool]:
+        collector = Collector.open(config_path, db_path)
+        writer = collector.polling.writer
+        await collector.poll_due()
+        await asyncio.gather(*collector.in_flight.values())
+        memory = store_stories._MEMORY[writer.db]
+        await writer.call(age)
+        await collector.daily()
+        (words,) = collector.db.execute("SELECT count(*) FROM story_words").fetchone()
+        (left,) = collector.db.execute("SELECT count(*) FROM articles").fetchone()
+        write_config(tmp_path, [{"name": "RNZ", "url": rnz}, {"name": "Stuff", "url": stuff}])
+        os.utime(config_path, (time.time() + 10, time.time() + 10))
+        await collector.poll_due()  # a reload (sync_sources on the writer), then Stuff's poll
+        await asyncio.gather(*collector.in_flight.values())
+        kept = store_stories._MEMORY.get(writer.db) is memory
+        await collector.stop()
+        collector.db.close()
+        return words, left, kept
+
+    words, left, kept = asyncio.run(scenario())
+    assert words > 0  # the day's word counts reached the table
+    assert left == 0  # pruned
+    assert kept
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:
