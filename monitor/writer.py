@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -52,7 +52,8 @@ Outcome = Counts | Exception
 class Writer:
     def __init__(self, path: Path) -> None:
         self.db = store.open_db(path)
-        """The writer's own connection, used on its thread only (once open)."""
+        """The writer's own connection: used on its thread, but for the Checkpointer setting
+        its checkpoint PRAGMA before the first batch and after the last."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="writer")
         self._waiting: list[tuple[Written, asyncio.Future[Counts], float]] = []
         """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
@@ -76,8 +77,8 @@ class Writer:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """`job(db, ...)` on the writer's thread and connection, between batches: how the
-        collector's other writes (config reloads, retention) reach the database."""
+        """`job(db, ...)` on the writer's thread and connection, in turn with the batches:
+        how every write of the collector (batches, config reloads, retention) reaches it."""
         work = functools.partial(job, self.db, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
@@ -95,13 +96,11 @@ class Writer:
         self.db.close()
 
     async def _write_waiting(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
                 await self._gathered()
                 batch = self._take()
-                written = [w for w, _ in batch]
-                outcomes = await loop.run_in_executor(self._thread, self._write, written)
+                outcomes = await self.call(_write, [written for written, _ in batch])
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     _settle(future, outcome)
         finally:
@@ -130,15 +129,16 @@ class Writer:
         del self._waiting[:taken]
         return batch
 
-    def _write(self, batch: list[Written]) -> list[Outcome]:
-        """On the writer's thread: the batch in one transaction, or poll by poll if it fails."""
-        try:
-            return list(store.record_polls(self.db, batch))
-        except Exception as e:  # a bug of ours too: it must reach its poll, never hang them
-            if len(batch) == 1:
-                return [e]
-            log.warning("writing %d polls together failed (%s); one by one now", len(batch), e)
-            return [outcome for one in batch for outcome in self._write([one])]
+
+def _write(db: sqlite_utils.Database, batch: list[Written]) -> Sequence[Outcome]:
+    """On the writer's thread: the batch in one transaction, or poll by poll if it fails."""
+    try:
+        return store.record_polls(db, batch)
+    except Exception as e:  # a bug of ours too: it must reach its poll, never hang them
+        if len(batch) == 1:
+            return [e]
+        log.warning("writing %d polls together failed (%s); one by one now", len(batch), e)
+        return [outcome for one in batch for outcome in _write(db, [one])]
 
 
 def _settle(future: asyncio.Future[Counts], outcome: Outcome) -> None:

@@ -39,14 +39,16 @@ def test_polls_finishing_together_share_one_transaction(db):
     writer = Writer(store.path_of(db))
     committed = commits(writer.db)
 
-    async def finish_together() -> tuple[Counts, Counts]:
-        return await asyncio.gather(
+    async def finish_together() -> tuple[list[Counts], int]:
+        counts = await asyncio.gather(
             writer.record(Written(ok("RNZ"), 600, [item(1), item(2)])),
             writer.record(Written(ok("Stuff"), 600, [item(3)])),
         )
+        transactions = len(committed)  # before close(), which commits the word counts
+        await writer.close()
+        return list(counts), transactions
 
-    assert list(asyncio.run(finish_together())) == [Counts(2, 0, 0), Counts(1, 0, 0)]
-    assert len(committed) == 1
+    assert asyncio.run(finish_together()) == ([Counts(2, 0, 0), Counts(1, 0, 0)], 1)
     assert rows(db, "SELECT source, new FROM fetches ORDER BY id") == [("RNZ", 2), ("Stuff", 1)]
 
 
@@ -60,12 +62,14 @@ def test_a_poll_the_database_refuses_fails_alone(db):
     writer = Writer(store.path_of(db))
 
     async def finish_together() -> tuple[object, ...]:
-        return await asyncio.gather(
+        outcomes = await asyncio.gather(
             writer.record(Written(ok("RNZ"), 600, [item(1)])),
             writer.record(Written(ok("Stuff"), 600, [broken])),
             writer.record(Written(ok("RNZ"), 600, [item(2)])),
             return_exceptions=True,
         )
+        await writer.close()
+        return tuple(outcomes)
 
     first, failed, last = asyncio.run(finish_together())
     assert first == last == Counts(1, 0, 0)
@@ -103,6 +107,7 @@ def test_a_poll_waits_for_company_from_when_it_arrived_not_again_after_each_batc
         waited_an_hour = asyncio.get_running_loop().time() - 3601
         writer._waiting.append((Written(ok("RNZ"), 600, [item(1)]), future, waited_an_hour))
         await asyncio.wait_for(writer._gathered(), timeout=30)
+        await writer.close()
 
     asyncio.run(left_over())
 
@@ -126,7 +131,9 @@ def test_a_bug_while_writing_reaches_its_poll_and_hangs_none(db, monkeypatch):
             writer.record(Written(ok("Stuff"), 600, [])),
         ]
         together = asyncio.gather(*records, return_exceptions=True)
-        return list(await asyncio.wait_for(together, timeout=30))
+        outcomes: list[object] = list(await asyncio.wait_for(together, timeout=30))
+        await writer.close()
+        return outcomes
 
     written, failed = asyncio.run(finish_together())
     assert written == Counts(1, 0, 0)
@@ -158,17 +165,16 @@ def test_the_event_loop_goes_on_while_a_batch_is_written(db, monkeypatch):
     assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
 
 
-def test_other_writes_go_through_the_writers_connection_in_turn(db):
+def test_other_writes_go_through_the_writers_thread_and_connection(db):
     # The scheduler's own writes (config reloads, retention) run on the writer's thread and
     # connection: one writer, so the clusterer's memory of that connection stays valid.
     writer = Writer(store.path_of(db))
+    main = threading.current_thread()
     seen: list[object] = []
 
     def on_the_writer(database, value: int) -> int:
         seen.append((database is writer.db, threading.current_thread() is not main))
         return value * 2
-
-    main = threading.current_thread()
 
     async def call_then_record() -> int:
         doubled = await writer.call(on_the_writer, 21)
