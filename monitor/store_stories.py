@@ -98,10 +98,12 @@ class _Memory:
         """Every article placed from then on is in memory (None: nothing loaded yet)."""
         self.horizon = -math.inf
         """The newest first_seen placed (seconds since the epoch)."""
-        self.by_word: list[list[int] | None] = []
-        """Title word (its vocabulary id) -> slots of the newest PER_WORD articles using it,
-        oldest first, or None. A list, not a dict of words: filing 50,000 articles took 0.84 s
-        instead of 1.08 (cProfile)."""
+        self.word_slots = np.zeros((0, stories.PER_WORD), np.int32)
+        self.word_fill = np.zeros(0, np.int32)
+        """Title word (its vocabulary id) -> the slots of the newest PER_WORD articles using
+        it, oldest first: the first word_fill[word] of its row."""
+        self.scratch = np.zeros(0, np.float32)
+        """A weight per word id, all zeros between calls (candidates.cosines)."""
         self.story_start: dict[int, float] = {}
         """Story id -> its first article's first_seen (for stories with articles in memory)."""
         self.outlets: list[str] = []
@@ -149,29 +151,36 @@ class _Memory:
         self.used += n
         return first
 
-    def remember(
+    def file(
         self,
-        slot: int,
-        title_words: Sequence[int],
-        candidates: tuple[list[int], list[int]] | None = None,
-    ) -> None:
-        """File a slot under its (distinct) title words' ids, where later articles find it.
-        With `candidates` (slots, run lengths), first collect what its first BLOCKING_WORDS
-        words already hold: the articles it is compared with (one pass for both)."""
-        by_word = self.by_word
-        if len(by_word) < len(self.vocabulary.ids):
-            by_word.extend([None] * (len(self.vocabulary.ids) - len(by_word)))
-        for n, word in enumerate(title_words):
-            slots = by_word[word]
-            if slots is None:
-                by_word[word] = [slot]
-                continue
-            if candidates is not None and n < stories.BLOCKING_WORDS:
-                candidates[0].extend(slots)
-                candidates[1].append(len(slots))
-            slots.append(slot)
-            if len(slots) > stories.PER_WORD:
-                del slots[0]
+        first_slot: int,
+        title_ids: npt.NDArray[np.int64],
+        title_lens: npt.NDArray[np.int64],
+        collect: npt.NDArray[np.bool_],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """File slots first_slot, first_slot + 1, ... under their (distinct) title words' ids,
+        the next title_lens[i] of `title_ids` for the i-th, where later articles find them.
+        Where collect[i], first find its candidates among the slots filed before it
+        (candidates.file_and_find): (index of the article, slot) pairs, by article."""
+        from monitor import candidates  # numba: loaded only once there are articles to place
+
+        self._room_for_words()
+        return candidates.file_and_find(
+            first_slot, title_ids, title_lens, collect, self.word_slots, self.word_fill,
+            self.seen, stories.WINDOW.total_seconds(), stories.BLOCKING_WORDS,
+            stories.MAX_CANDIDATES,
+        )  # fmt: skip
+
+    def _room_for_words(self) -> None:
+        words = len(self.vocabulary.ids)
+        if words <= len(self.word_fill):
+            return
+        size = max(words, 2 * len(self.word_fill), 4096)
+        slots = np.zeros((size, stories.PER_WORD), np.int32)
+        slots[: len(self.word_slots)] = self.word_slots
+        self.word_slots = slots
+        self.word_fill = _room(self.word_fill, len(self.word_fill), size)
+        self.scratch = np.zeros(size, np.float32)
 
     def vectors_of(self, slots: npt.NDArray[np.int64]) -> stories.Vectors:
         lens = self.vector_len[slots]
@@ -183,8 +192,9 @@ class _Memory:
         windows are kept, so a poll that started a little before the newest one placed still
         finds its whole window here)."""
         low = self.horizon - 2 * stories.WINDOW.total_seconds()
+        filed = np.arange(stories.PER_WORD) < self.word_fill[:, None]
         live = np.zeros(self.used, bool)
-        live[list(chain.from_iterable(slots for slots in self.by_word if slots))] = True
+        live[self.word_slots[filed]] = True
         live &= self.seen[: self.used] >= low
         kept = np.flatnonzero(live)
         renumber = np.full(self.used, -1, np.int64)
@@ -197,10 +207,11 @@ class _Memory:
         self.pool_ids, self.pool_weights = vectors.ids, vectors.weights
         self.pooled = len(vectors.ids)
         self.used = len(kept)
-        new = renumber.tolist()
-        for word, slots in enumerate(self.by_word):
-            if slots:
-                self.by_word[word] = [new[s] for s in slots if new[s] >= 0] or None
+        # Each word's slots renumbered, those dropped left out, the rest still oldest first.
+        renumbered = np.where(filed, renumber[self.word_slots], -1)
+        order = np.argsort(renumbered < 0, axis=1, kind="stable")
+        self.word_slots = np.take_along_axis(renumbered, order, 1).astype(np.int32)
+        self.word_fill = (renumbered >= 0).sum(1).astype(np.int32)
         stories_live = set(self.story[: self.used].tolist())
         self.story_start = {i: t for i, t in self.story_start.items() if i in stories_live}
         self.since = datetime.fromtimestamp(low, UTC)
@@ -325,9 +336,7 @@ def _place_chunk(
     memory.horizon = max(memory.horizon, float(seen.max()))
     vocabulary = memory.vocabulary
     words, lens = stories.distinct_words_of([a.text for a in chunk])
-    starts = (np.cumsum(lens) - lens).tolist()
     ids = _ids(db, words)
-    id_list = ids.tolist()
     if archive is None:
         memory.unflushed += len(chunk)
         vocabulary.count(ids)
@@ -339,14 +348,14 @@ def _place_chunk(
         [a.article_id for a in chunk], seen, keys, [a.outlet for a in chunk], vectors
     )
     # Candidates in order: each article finds the ones placed before it, this chunk's included.
-    owners: list[int] = []
-    found: tuple[list[int], list[int]] = ([], [])
-    for i, a in enumerate(chunk):
-        runs = len(found[1])
-        title_words = id_list[starts[i] : starts[i] + a.text.titled]
-        memory.remember(first_slot + i, title_words, found if a.override is None else None)
-        owners += [i] * (len(found[1]) - runs)
-    near = _near(memory, vectors, seen, np.array(keys, np.int64), owners, found[1], found[0])
+    titled = np.array([a.text.titled for a in chunk], np.int64)
+    owners, slots = memory.file(
+        first_slot,
+        ids[stories.spans(np.cumsum(lens) - lens, titled)],  # a text's title words come first
+        titled,
+        np.array([a.override is None for a in chunk]),
+    )
+    near = _near(memory, first_slot, np.array(keys, np.int64), owners, slots)
     placed = []
     story, story_start = memory.story, memory.story_start
     for i, (a, when) in enumerate(zip(chunk, seen.tolist(), strict=True)):
@@ -375,40 +384,29 @@ Pair = tuple[int, bool, float]
 
 def _near(
     memory: _Memory,
-    vectors: stories.Vectors,
-    seen: npt.NDArray[np.float64],
+    first_slot: int,
     keys: npt.NDArray[np.int64],
-    owners: list[int],
-    runs: list[int],
-    found: list[int],
+    owner: npt.NDArray[np.int64],
+    slot: npt.NDArray[np.int64],
 ) -> dict[int, list[Pair]]:
-    """For each article of a chunk (by index), the candidates that can decide its story: the
-    best MAX_CANDIDATES by title words shared (newest first on ties) within the window, of
-    which those with the same title or a score of at least THRESHOLD, oldest first.
+    """For each article of a chunk (by index), of its candidates (`owner`, `slot`: see
+    candidates.file_and_find) those that can decide its story: the same title, or a score of
+    at least THRESHOLD; oldest first.
 
-    Per word the newest few, so that a reworded headline sharing only common words ("asylum",
-    "prison") with the story still meets its most recent members; newest first, because copies
-    and rewrites of a story arrive within hours of each other.
+    Candidates are the newest few per title word, so that a reworded headline sharing only
+    common words ("asylum", "prison") with the story still meets its most recent members;
+    newest first, because copies and rewrites of a story arrive within hours of each other.
     """
-    if not found:
+    from monitor import candidates  # loaded by _Memory.file() already
+
+    if not len(owner):
         return {}
-    window = stories.WINDOW.total_seconds()
-    # One sort gives each article's candidates and how many title words each shares.
-    pairs = np.sort(np.repeat(np.array(owners, np.int64) << 32, runs) | np.array(found, np.int64))
-    firsts = np.flatnonzero(np.concatenate(([True], pairs[1:] != pairs[:-1])))
-    shared = np.diff(np.concatenate((firsts, [len(pairs)])))
-    owner, slot = pairs[firsts] >> 32, pairs[firsts] & 0xFFFFFFFF
-    inside = memory.seen[slot] >= seen[owner] - window
-    owner, slot, shared = owner[inside], slot[inside], shared[inside]
-    # The best by title words shared, the newest placed first on ties: a second sort, on one
-    # key (article, words not shared, slots placed after it).
-    best = np.argsort(owner << 40 | (stories.BLOCKING_WORDS - shared) << 32 | (0xFFFFFFFF - slot))
-    owner, slot = owner[best], slot[best]
-    rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
-    keep = (rank < stories.MAX_CANDIDATES) & (memory.seen[slot] <= seen[owner] + window)
-    owner, slot = owner[keep], slot[keep]
     same = memory.key[slot] == keys[owner]
-    scores = memory.vocabulary.similarities(vectors, owner, memory.vectors_of(slot))
+    mine = np.arange(first_slot, first_slot + len(keys))
+    scores = candidates.cosines(
+        memory.pool_ids, memory.pool_weights, owner, memory.vector_at[mine],
+        memory.vector_len[mine], memory.vector_at[slot], memory.vector_len[slot], memory.scratch,
+    )  # fmt: skip
     deciding = same | (scores >= stories.THRESHOLD)
     owner, slot, same, scores = owner[deciding], slot[deciding], same[deciding], scores[deciding]
     oldest = np.lexsort((memory.article[slot], memory.seen[slot], owner))
@@ -461,11 +459,12 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
         vectors,
     )
     heads = [stories.distinct(stories.cut(key)) for key in titles]
-    head_ids = iter(_ids(db, stories.word_array(chain.from_iterable(heads))).tolist())
-    for n, (row, head) in enumerate(zip(rows, heads, strict=True)):
+    head_ids = _ids(db, stories.word_array(chain.from_iterable(heads)))
+    for n, row in enumerate(rows):
         memory.story[first + n] = row[5]
         memory.story_start.setdefault(row[5], from_iso(row[6]).timestamp())
-        memory.remember(first + n, [next(head_ids) for _ in head])
+    lens = np.array([len(head) for head in heads], np.int64)
+    memory.file(first, head_ids, lens, np.zeros(len(rows), np.bool_))
     memory.horizon = max(memory.horizon, float(memory.seen[first + len(rows) - 1]))
 
 

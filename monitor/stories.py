@@ -238,10 +238,10 @@ if more) were added since it last did; until then those are looked up one by one
 class Vocabulary:
     """Stems as integer ids, with how many articles use each (their rarity).
 
-    Weighing articles and scoring them against their candidates are then a few array operations
-    per batch of articles, instead of Python loops (or numpy calls) per article: deciding a
-    story took about 1 ms an article with dicts, 0.9 ms with numpy calls per article
-    (BENCHMARKS.md, figure 4).
+    Weighing articles is then a few array operations per batch of articles, and scoring them
+    against their candidates a compiled loop over arrays (candidates.py), instead of Python
+    loops (or numpy calls) per article: deciding a story took about 1 ms an article with
+    dicts, 0.9 ms with numpy calls per article (BENCHMARKS.md, figure 4).
     """
 
     def __init__(self) -> None:
@@ -258,8 +258,6 @@ class Vocabulary:
         """Word id -> articles using it."""
         self._written = self.docs.copy()
         """Word id -> articles using it as last written (see unwritten())."""
-        self._columns = np.zeros(4096, dtype=np.int32)
-        """All zeros between calls: word id -> its column in similarities()' scratch matrix."""
 
     def add(self, words: Mapping[str, int]) -> None:
         """New words with their stored counts."""
@@ -270,7 +268,6 @@ class Vocabulary:
             grow = max(len(self.ids), 2 * len(self.docs)) - len(self.docs)
             self.docs = np.concatenate([self.docs, np.zeros(grow, np.int64)])
             self._written = np.concatenate([self._written, np.zeros(grow, np.int64)])
-            self._columns = np.zeros(len(self.docs), np.int32)
         self.docs[start : len(self.ids)] = self._written[start : len(self.ids)] = list(
             words.values()
         )
@@ -323,31 +320,6 @@ class Vocabulary:
         norms = np.sqrt(segment_sums(weights * weights, lens))
         norms[norms == 0] = 1.0
         return Vectors(ids, weights / np.repeat(norms, lens), lens)
-
-    def similarities(
-        self, mine: Vectors, owners: npt.NDArray[np.int64], others: Vectors
-    ) -> npt.NDArray[np.float64]:
-        """The cosine of each of `others` with the vector of `mine` that `owners` names for it.
-
-        `mine` is laid out as a dense matrix over its own words (a column for each, and column
-        0 for every other word), so scoring every pair is one gather and one sum per run: keep
-        `mine` to a few dozen articles. In single precision: half the memory traffic, and
-        scores are compared with thresholds two decimals apart.
-        """
-        columns = self._columns
-        # Each of mine's words gets a column (a word used twice gets the later one; the
-        # earlier stays empty): no need to find the distinct words first.
-        width = len(mine.ids) + 1
-        columns[mine.ids] = np.arange(1, width)
-        try:
-            matrix = np.zeros(len(mine) * width, np.float32)
-            matrix[np.repeat(np.arange(len(mine)) * width, mine.lens) + columns[mine.ids]] = (
-                mine.weights
-            )
-            at = np.repeat(owners * width, others.lens) + columns[others.ids]
-        finally:
-            columns[mine.ids] = 0
-        return segment_sums(matrix[at] * others.weights, others.lens)
 
 
 class Near(NamedTuple):
