@@ -136,3 +136,17 @@ def cosines(
         for k in range(mine_at[owner], mine_at[owner] + mine_len[owner]):
             scratch[ids[k]] = 0
     return scores
+
+
+def warm() -> None:
+    """Load the compiled loops for the types placing passes them (from numba's cache, or
+    compiling them the first time), so that the first articles placed do not wait for it."""
+    one = np.zeros(1, np.int64)
+    file_and_find(
+        0, one, np.ones(1, np.int64), np.ones(1, np.bool_), np.zeros((1, 1), np.int32),
+        np.zeros(1, np.int32), np.zeros(1), 0.0, 1, 1,
+    )  # fmt: skip
+    cosines(
+        np.zeros(1, np.int32), np.zeros(1, np.float32), one, one, one, one, one,
+        np.zeros(1, np.float32),
+    )  # fmt: skip

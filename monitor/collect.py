@@ -211,6 +211,7 @@ async def _fetch_and_parse(
     )
     if response.not_modified:
         return poll, []
+    polling.writer.expect_articles()
     if source.type == "feed":
         # CPU-bound: off the event loop (in a second process where there is a core for it),
         # so other sources' deadlines keep ticking and the writes keep a core to themselves.

@@ -230,6 +230,13 @@ def _room(array: npt.NDArray[Any], used: int, needed: int) -> npt.NDArray[Any]:
 _MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
 
 
+def warm() -> None:
+    """Load what placing articles runs (candidates.warm) before the first articles come."""
+    from monitor import candidates
+
+    candidates.warm()
+
+
 def _version(db: sqlite_utils.Database) -> int:
     return int(db.execute("PRAGMA data_version").fetchone()[0])
 

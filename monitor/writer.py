@@ -25,13 +25,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from monitor import store
+from monitor import store, store_stories
 from monitor.store import Counts, Written
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,16 @@ class Writer:
         """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
         self._running: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
+        self._warmed = False
+
+    def expect_articles(self) -> None:
+        """A poll has something new to read: load the clusterer's compiled loops on the
+        writer's thread now (once; ~0.5 s, which would hold the GIL), while the feed is read
+        and, at a first pass, the feed-reading worker starts, rather than when the first batch
+        of articles arrives. A pass where every feed answers 304 never loads them."""
+        if not self._warmed:
+            self._warmed = True
+            self._thread.submit(store_stories.warm).add_done_callback(_warmed)
 
     async def record(self, written: Written) -> Counts:
         """Write a poll (with others waiting, if any); its counts, or the error that kept it
@@ -139,6 +149,11 @@ def _write(db: sqlite_utils.Database, batch: list[Written]) -> Sequence[Outcome]
             return [e]
         log.warning("writing %d polls together failed (%s); one by one now", len(batch), e)
         return [outcome for one in batch for outcome in _write(db, [one])]
+
+
+def _warmed(done: Future[None]) -> None:
+    if (e := done.exception()) is not None:  # placing articles will raise it where it matters
+        log.warning("could not load the clusterer ahead of the first articles: %r", e)
 
 
 def _settle(future: asyncio.Future[Counts], outcome: Outcome) -> None:
