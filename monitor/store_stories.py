@@ -430,8 +430,8 @@ def _near(
 
 
 WINDOW_LOOKUP = 4_096
-"""Articles of the window whose words are looked up together when it is loaded: the words of a
-whole window (~700,000) at once were a peak of a hundred MB in arrays."""
+"""Articles of the window read and added together when it is loaded: a whole window at once
+(~20,000 articles, ~700,000 words) was a peak of a hundred MB in word counts and arrays."""
 
 
 def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, total: int) -> None:
@@ -442,16 +442,16 @@ def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, tota
         FROM articles a JOIN stories s ON s.id = a.story_id
         WHERE a.first_seen BETWEEN ? AND ? ORDER BY a.first_seen, a.id""",
         [iso(now - stories.WINDOW), iso(now)],
-    ).fetchall()
+    )
     memory.since = now - stories.WINDOW
-    if not rows:
-        return
+    while batch := rows.fetchmany(WINDOW_LOOKUP):
+        _load_rows(db, memory, batch, total)
+
+
+def _load_rows(db: sqlite_utils.Database, memory: _Memory, rows: Sequence[Any], total: int) -> None:
     counted = [Counter(words.split()) for _, _, words, *_ in rows]
     titles = [stories.fold(title) for _, title, *_ in rows]
-    slices = (
-        counted[start : start + WINDOW_LOOKUP] for start in range(0, len(counted), WINDOW_LOOKUP)
-    )
-    ids = np.concatenate([_ids(db, stories.word_array(chain.from_iterable(c))) for c in slices])
+    ids = _ids(db, stories.word_array(chain.from_iterable(counted)))
     vectors = memory.vocabulary.vectors(
         ids,
         np.fromiter(chain.from_iterable(c.values() for c in counted), np.float64, len(ids)),

@@ -414,3 +414,21 @@ def test_compacting_the_clusterers_memory_changes_no_decision(db, tmp_path, monk
     finally:
         other.close()
     assert len(compactions) >= 5
+
+
+def test_the_window_read_back_in_pieces_decides_as_read_whole(db, tmp_path, monkeypatch):
+    # Each poll reloads the clusterer's window from the database (as after a restart or a
+    # staff merge): read WINDOW_LOOKUP articles at a time, 7 or all at once, the same decisions.
+    rows = labelled_rows()
+    monkeypatch.setattr(store_stories, "check", store_stories._reset)
+    load(db, rows)
+    whole = db.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id").fetchall()
+    monkeypatch.setattr(store_stories, "WINDOW_LOOKUP", 7)
+    other = store.open_db(tmp_path / "other.db")
+    try:
+        load(other, rows)
+        pieces = other.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id")
+        assert pieces.fetchall() == whole
+    finally:
+        other.close()
+    assert sum(reason != "first report" for _, _, reason in whole) > 100
