@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import lxml.etree
@@ -126,7 +125,7 @@ def _link(entry: RawEntry, feed_url: str) -> str | None:
     # Not the GUID: feedparser already uses it as the link when the feed says it is a permalink.
     if not entry.link:
         return None
-    absolute = urljoin(feed_url, entry.link)
+    absolute = urls.absolute(entry.link, feed_url)
     return absolute if absolute.startswith(("http://", "https://")) else None
 
 

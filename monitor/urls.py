@@ -30,6 +30,20 @@ def _courlan() -> Callable[..., str]:
     return normalize_url
 
 
+def absolute(link: str, base: str) -> str:
+    """urljoin(base, link), without parsing a link that is already what it would give: an
+    http(s) URL with nothing urllib would strip or drop (control characters, whitespace, an
+    empty query or fragment). Most feed links are; urljoin parses both, ~5 µs a link."""
+    if (
+        link.startswith(("http://", "https://"))
+        and link.isprintable()
+        and not link.endswith(("?", "#"))
+        and "?#" not in link
+    ):
+        return link
+    return urljoin(base, link)
+
+
 def canonical_url(url: str, base: str | None = None) -> str:
     """The form of `url` used as an article's identity. `base` resolves a relative link."""
     url = url.strip()

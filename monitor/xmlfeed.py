@@ -16,11 +16,11 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import lxml.etree as etree
 from feedparser.datetimes import _parse_date as feedparser_date  # no public name; pinned <7
 
+from monitor import urls
 from monitor.entries import ParsedFeed, RawEntry
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -138,11 +138,8 @@ def _date(text: str | None) -> tuple[str | None, datetime | None]:
 def _absolute(element: etree._Element, link: str | None) -> str | None:
     if not link:
         return None
-    link = link.strip()
-    if link.startswith(("http://", "https://")):  # nothing to resolve (urljoin: 5 µs a link)
-        return link
     base = element.base
-    return urljoin(base, link) if base else link
+    return urls.absolute(link.strip(), base) if base else link.strip()
 
 
 def _rss_entry(item: etree._Element) -> RawEntry:

@@ -64,3 +64,29 @@ def test_google_news_url_parameter():
 
 def test_host():
     assert host("https://www.rnz.co.nz/news") == "rnz.co.nz"
+
+
+def test_absolute_is_urljoin():
+    # The fast path (a link already absolute is returned as it is) must give what urljoin gives.
+    import itertools
+    from urllib.parse import urljoin
+
+    from monitor.urls import absolute
+
+    hosts = ["www.rnz.co.nz", "rnz.co.nz:443", "user@x.org", "[::1]:80", "EXAMPLE.org", "x\t.org"]
+    paths = ["", "/", "/a", "/a/../b", "/a;p=1", "//double", "/a b", "/ā", "/a\n", "/a ", "/a\x7f"]
+    queries = ["", "?", "?a=1", "??", "?a=?"]
+    fragments = ["", "#", "#x", "#x?y", "# "]
+    links = [
+        f"{scheme}://{h}{p}{q}{f}"
+        for scheme, h, p, q, f in itertools.product(
+            ("http", "https"), hosts, paths, queries, fragments
+        )
+    ] + ["/relative", "relative?x=1", "//other.example/a", "HTTPS://X.ORG/a", "mailto:a@b.c", ""]
+    for base in ("https://feed.example/rss/", "http://feed.example/rss"):
+        for link in links:
+            assert absolute(link, base) == urljoin(base, link), (base, link)
+    assert (
+        absolute("https://www.rnz.co.nz/news/a", "https://f.example/")
+        == "https://www.rnz.co.nz/news/a"
+    )
