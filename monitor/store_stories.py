@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -434,16 +434,24 @@ WINDOW_LOOKUP = 4_096
 (~20,000 articles, ~700,000 words) was a peak of a hundred MB in word counts and arrays."""
 
 
+LATE = timedelta(hours=1)
+"""How much earlier than the first articles placed a later poll's may be first seen: polls
+finish out of the order they started in (a poll lasts at most its timeout). The window is
+loaded from that much further back, so that such a poll still finds its whole window in
+memory, and memory is not thrown away and reloaded for it."""
+
+
 def _load_window(db: sqlite_utils.Database, memory: _Memory, now: datetime, total: int) -> None:
-    """The stored articles of the last WINDOW, oldest first, as placing would have added them
-    (weighed as if `total` articles were stored)."""
+    """The stored articles around `now` that placing it may meet (first seen from WINDOW and
+    LATE before it to WINDOW after), oldest first, as placing would have added them (weighed as
+    if `total` articles were stored)."""
     rows = db.execute(
         """SELECT a.id, a.title, a.words, a.outlet, a.first_seen, a.story_id, s.first_seen
         FROM articles a JOIN stories s ON s.id = a.story_id
         WHERE a.first_seen BETWEEN ? AND ? ORDER BY a.first_seen, a.id""",
-        [iso(now - stories.WINDOW), iso(now)],
+        [iso(now - stories.WINDOW - LATE), iso(now + stories.WINDOW)],
     )
-    memory.since = now - stories.WINDOW
+    memory.since = now - stories.WINDOW - LATE
     while batch := rows.fetchmany(WINDOW_LOOKUP):
         _load_rows(db, memory, batch, total)
 

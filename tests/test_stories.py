@@ -432,3 +432,21 @@ def test_the_window_read_back_in_pieces_decides_as_read_whole(db, tmp_path, monk
     finally:
         other.close()
     assert sum(reason != "first report" for _, _, reason in whole) > 100
+
+
+def test_a_poll_that_started_earlier_but_finished_later_finds_what_was_just_placed(db):
+    # Polls finish out of the order they started in: the one started first is written last.
+    # Its copy still meets the article placed just before it (memory is not reloaded without it).
+    db.execute("INSERT INTO sources (name, url, interval) VALUES ('S', 'http://s.example/', 600)")
+    first = Item(url="https://a.example/1", link="https://a.example/1", guid=None,
+                 title="Detention review ordered by minister", summary="", published=None,
+                 outlet="RNZ")  # fmt: skip
+    copy = Item(url="https://b.example/1", link="https://b.example/1", guid=None,
+                title="Detention review ordered by minister", summary="", published=None,
+                outlet="ODT")  # fmt: skip
+    later = BASE + timedelta(seconds=20)
+    store.record_poll(db, Poll("S", later, 1, "ok"), 600, [first], now=later)
+    store.record_poll(db, Poll("S", BASE, 1, "ok"), 600, [copy], now=BASE)
+    rows = db.execute("SELECT url, story_id, match_reason FROM articles ORDER BY id").fetchall()
+    assert rows == [("https://a.example/1", 1, "first report"),
+                    ("https://b.example/1", 1, "same title")]  # fmt: skip
