@@ -393,10 +393,21 @@ def test_articles_placed_together_find_the_ones_before_them(db):
     assert sum(reason == "first report" for _, reason in placed.values()) == 97
 
 
-def test_compacting_the_clusterers_memory_changes_no_decision(db, tmp_path, monkeypatch):
+def decisions(path, rows) -> list[tuple[int, int, str]]:
+    """Each article's story and reason, the rows loaded into a new store at `path`."""
+    database = store.open_db(path)
+    try:
+        load(database, rows)
+        return database.execute(
+            "SELECT id, story_id, match_reason FROM articles ORDER BY id"
+        ).fetchall()
+    finally:
+        database.close()
+
+
+def test_compacting_the_clusterers_memory_changes_no_decision(tmp_path, monkeypatch):
     rows = labelled_rows()
-    load(db, rows)
-    before = db.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id").fetchall()
+    before = decisions(tmp_path / "one.db", rows)
     compactions = []
     compact = store_stories._Memory.compact
 
@@ -406,31 +417,18 @@ def test_compacting_the_clusterers_memory_changes_no_decision(db, tmp_path, monk
 
     monkeypatch.setattr(store_stories._Memory, "COMPACT_AT", 7)
     monkeypatch.setattr(store_stories._Memory, "compact", counted)
-    other = store.open_db(tmp_path / "other.db")
-    try:
-        load(other, rows)
-        after = other.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id")
-        assert after.fetchall() == before
-    finally:
-        other.close()
+    assert decisions(tmp_path / "other.db", rows) == before
     assert len(compactions) >= 5
 
 
-def test_the_window_read_back_in_pieces_decides_as_read_whole(db, tmp_path, monkeypatch):
+def test_the_window_read_back_in_pieces_decides_as_read_whole(tmp_path, monkeypatch):
     # Each poll reloads the clusterer's window from the database (as after a restart or a
     # staff merge): read WINDOW_LOOKUP articles at a time, 7 or all at once, the same decisions.
     rows = labelled_rows()
     monkeypatch.setattr(store_stories, "check", store_stories._reset)
-    load(db, rows)
-    whole = db.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id").fetchall()
+    whole = decisions(tmp_path / "one.db", rows)
     monkeypatch.setattr(store_stories, "WINDOW_LOOKUP", 7)
-    other = store.open_db(tmp_path / "other.db")
-    try:
-        load(other, rows)
-        pieces = other.execute("SELECT id, story_id, match_reason FROM articles ORDER BY id")
-        assert pieces.fetchall() == whole
-    finally:
-        other.close()
+    assert decisions(tmp_path / "other.db", rows) == whole
     assert sum(reason != "first report" for _, _, reason in whole) > 100
 
 
