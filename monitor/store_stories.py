@@ -7,6 +7,7 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
+from types import ModuleType
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -162,14 +164,13 @@ class _Memory:
         the next title_lens[i] of `title_ids` for the i-th, where later articles find them.
         Where collect[i], first find its candidates among the slots filed before it
         (candidates.file_and_find): (index of the article, slot) pairs, by article."""
-        from monitor import candidates  # numba: loaded only once there are articles to place
-
         self._room_for_words()
-        return candidates.file_and_find(
+        pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] = _candidates().file_and_find(
             first_slot, title_ids, title_lens, collect, self.word_slots, self.word_fill,
             self.seen, stories.WINDOW.total_seconds(), stories.BLOCKING_WORDS,
             stories.MAX_CANDIDATES,
         )  # fmt: skip
+        return pairs
 
     def _room_for_words(self) -> None:
         words = len(self.vocabulary.ids)
@@ -230,11 +231,18 @@ def _room(array: npt.NDArray[Any], used: int, needed: int) -> npt.NDArray[Any]:
 _MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
 
 
-def warm() -> None:
-    """Load what placing articles runs (candidates.warm) before the first articles come."""
+@functools.cache
+def _candidates() -> ModuleType:
+    """monitor.candidates, imported on first use, once: loading numba costs a process ~0.5 s
+    and ~100 MB, which only placing articles needs (a pass of 304s never does)."""
     from monitor import candidates
 
-    candidates.warm()
+    return candidates
+
+
+def warm() -> None:
+    """Load what placing articles runs (candidates.warm) before the first articles come."""
+    _candidates().warm()
 
 
 def _version(db: sqlite_utils.Database) -> int:
@@ -362,7 +370,7 @@ def _place_chunk(
         titled,
         np.array([a.override is None for a in chunk]),
     )
-    near = _near(memory, first_slot, np.array(keys, np.int64), owners, slots)
+    near = _near(memory, first_slot, owners, slots)
     placed = []
     story, story_start = memory.story, memory.story_start
     for i, (a, when) in enumerate(zip(chunk, seen.tolist(), strict=True)):
@@ -392,25 +400,22 @@ Pair = tuple[int, bool, float]
 def _near(
     memory: _Memory,
     first_slot: int,
-    keys: npt.NDArray[np.int64],
     owner: npt.NDArray[np.int64],
     slot: npt.NDArray[np.int64],
 ) -> dict[int, list[Pair]]:
-    """For each article of a chunk (by index), of its candidates (`owner`, `slot`: see
-    candidates.file_and_find) those that can decide its story: the same title, or a score of
-    at least THRESHOLD; oldest first.
+    """For each article of the chunk appended last (slots first_slot on, by index), of its
+    candidates (`owner`, `slot`: see candidates.file_and_find) those that can decide its story:
+    the same title, or a score of at least THRESHOLD; oldest first.
 
     Candidates are the newest few per title word, so that a reworded headline sharing only
     common words ("asylum", "prison") with the story still meets its most recent members;
     newest first, because copies and rewrites of a story arrive within hours of each other.
     """
-    from monitor import candidates  # loaded by _Memory.file() already
-
     if not len(owner):
         return {}
-    same = memory.key[slot] == keys[owner]
-    mine = np.arange(first_slot, first_slot + len(keys))
-    scores = candidates.cosines(
+    same = memory.key[slot] == memory.key[first_slot + owner]
+    mine = slice(first_slot, memory.used)
+    scores = _candidates().cosines(
         memory.pool_ids, memory.pool_weights, owner, memory.vector_at[mine],
         memory.vector_len[mine], memory.vector_at[slot], memory.vector_len[slot], memory.scratch,
     )  # fmt: skip

@@ -48,7 +48,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
     """The form of `url` used as an article's identity. `base` resolves a relative link."""
     url = url.strip()
     if base:
-        url = urljoin(base, url)
+        url = absolute(url, base)
     # courlan refuses some odd ports and hosts; the rules below still apply to those.
     with contextlib.suppress(ValueError):
         url = _courlan()(url, strict=False, trailing_slash=False)

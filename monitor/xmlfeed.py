@@ -138,8 +138,8 @@ def _date(text: str | None) -> tuple[str | None, datetime | None]:
 def _absolute(element: etree._Element, link: str | None) -> str | None:
     if not link:
         return None
-    base = element.base
-    return urls.absolute(link.strip(), base) if base else link.strip()
+    link, base = link.strip(), element.base
+    return urls.absolute(link, base) if base else link
 
 
 def _rss_entry(item: etree._Element) -> RawEntry:
