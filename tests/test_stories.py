@@ -448,3 +448,25 @@ def test_a_poll_that_started_earlier_but_finished_later_finds_what_was_just_plac
     rows = db.execute("SELECT url, story_id, match_reason FROM articles ORDER BY id").fetchall()
     assert rows == [("https://a.example/1", 1, "first report"),
                     ("https://b.example/1", 1, "same title")]  # fmt: skip
+
+
+def test_warming_loads_the_compiled_loops_placing_then_uses(tmp_path):
+    # warm() must load them for the very types placing passes: otherwise the first batch would
+    # still compile (or load) versions of its own while the collector waits. In a process of
+    # its own, so that no earlier test has loaded them already.
+    import subprocess
+    import sys
+
+    script = f"""
+from monitor import candidates, store, store_stories
+from tests.test_stories import labelled_rows, load
+kernels = (candidates.file_and_find, candidates.cosines)
+store_stories.warm()
+warmed = [list(k.signatures) for k in kernels]
+load(store.open_db({str(tmp_path / "w.db")!r}), labelled_rows()[:60])
+assert [list(k.signatures) for k in kernels] == warmed, warmed
+assert all(warmed), warmed
+"""
+    root = Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -184,3 +184,22 @@ def test_other_writes_go_through_the_writers_thread_and_connection(db):
 
     assert asyncio.run(call_then_record()) == 42
     assert seen == [(True, True)]
+
+
+def test_a_poll_with_news_loads_the_clusterer_once_on_the_writers_thread(db, monkeypatch):
+    from monitor import store_stories
+
+    main = threading.current_thread()
+    loaded: list[bool] = []
+    monkeypatch.setattr(
+        store_stories, "warm", lambda: loaded.append(threading.current_thread() is not main)
+    )
+    writer = Writer(store.path_of(db))
+
+    async def two_polls_with_news() -> None:
+        writer.expect_articles()
+        writer.expect_articles()
+        await writer.close()  # after what was submitted to its thread
+
+    asyncio.run(two_polls_with_news())
+    assert loaded == [True]
