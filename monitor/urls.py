@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -44,11 +45,25 @@ def absolute(link: str, base: str) -> str:
     return urljoin(base, link)
 
 
+_CANONICAL = re.compile(
+    r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?:/[\w~%!=:,-][\w.~%!=:,-]*)+", re.ASCII
+)
+"""URLs that are their own canonical form: lower-case host without port, user or punycode;
+path segments of characters courlan does not quote, none empty or starting with a dot, no
+trailing slash; no query or fragment. Most article links are; courlan takes ~9 µs a link."""
+
+
 def canonical_url(url: str, base: str | None = None) -> str:
     """The form of `url` used as an article's identity. `base` resolves a relative link."""
     url = url.strip()
     if base:
         url = absolute(url, base)
+    if _CANONICAL.fullmatch(url) and "xn--" not in url:
+        return url
+    return _canonical(url)
+
+
+def _canonical(url: str) -> str:
     # courlan refuses some odd ports and hosts; the rules below still apply to those.
     with contextlib.suppress(ValueError):
         url = _courlan()(url, strict=False, trailing_slash=False)

@@ -90,3 +90,28 @@ def test_absolute_is_urljoin():
         absolute("https://www.rnz.co.nz/news/a", "https://f.example/")
         == "https://www.rnz.co.nz/news/a"
     )
+
+
+def test_links_taken_as_canonical_are_what_courlan_makes_of_them():
+    # The fast path (a link already in canonical form is returned as it is) must give what the
+    # full rules give, on every link it takes; and it must take the common ones.
+    import itertools
+
+    from monitor import urls
+
+    hosts = ["www.rnz.co.nz", "WWW.rnz.co.nz", "rnz.co.nz:443", "x.org:80", "u@x.org",
+             "xn--mori-qsa.nz", "a-b.example", "a..b", "[::1]"]  # fmt: skip
+    paths = ["", "/", "/a", "/a/", "//a", "/a//b", "/./a", "/../a", "/a/..", "/.a", "/a.b",
+             "/a%20b", "/a%2fb", "/a b", "/ā", "/a:b", "/a;b", "/a,b=c!", "/a~_-", "/a@b",
+             "/a'b", "/a(b)", "/a*b", "/a+b", "/a$b", "/a&b", "/xn--a"]  # fmt: skip
+    tails = ["", "?", "?b=2&a=1", "?utm_source=rss", "#", "#top", "?#"]
+    taken = 0
+    for scheme, h, p, t in itertools.product(("http", "https", "HTTPS"), hosts, paths, tails):
+        link = f"{scheme}://{h}{p}{t}"
+        taken += bool(urls._CANONICAL.fullmatch(link))
+        assert urls.canonical_url(link) == urls._canonical(link), link
+    assert taken > 40
+    for link in ("https://www.rnz.co.nz/news/national/512345/asylum-seekers-in-prisons",
+                 "https://www.stuff.co.nz/nz-news/350123456/detention-report",
+                 "http://outlet1.example/news/0/1/2/Word"):  # fmt: skip
+        assert urls._CANONICAL.fullmatch(link), link
