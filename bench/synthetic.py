@@ -121,11 +121,13 @@ def fill(db, count: int, rng: random.Random, days: int) -> None:
 
 def quick_mode(doc: str | None, quick: str) -> bool:
     """A benchmark's command line (`--quick`, described by `quick`) and its logging: progress
-    from the benchmark, only warnings from the monitor. Whether --quick was given."""
+    from the benchmark, only warnings from the monitor and httpx (which logs every request
+    the page benchmark makes at INFO). Whether --quick was given."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--quick", action="store_true", help=quick)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("monitor").setLevel(logging.WARNING)
+    for noisy in ("monitor", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return bool(parser.parse_args().quick)
 
 
