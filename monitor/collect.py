@@ -166,6 +166,7 @@ async def _poll(source: Source, polling: Polling, clock: Clock) -> Report:
     if state.retry_after and state.retry_after > iso(started):
         wait = f"the server asked us to wait until {state.retry_after}"
         return Report(source.name, "deferred", error=wait)
+    polling.writer.expect()  # every path from here comes to record()
     t0 = time.monotonic()
     items: list[Item] = []
     try:

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 BATCH_ITEMS = 2_000
 """A batch is written as soon as this many items wait, and holds about this many..."""
 GATHER_S = 0.25
-"""...or when its first poll has waited this long: what a poll's items wait for company."""
+"""...or when its first poll has waited this long: what a poll's items wait for company, while
+polls are under way that could join (expect()); with none, the batch is written at once."""
 
 
 P = ParamSpec("P")
@@ -59,7 +60,17 @@ class Writer:
         """Each poll waiting, the future its poll awaits, and when it began to wait (loop time)."""
         self._running: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
+        self._expected = 0
+        """Polls under way that have not yet come to record(): what a batch may wait for."""
         self._warmed = False
+
+    def expect(self) -> None:
+        """A poll has started and will come to record(). A batch waits for company (up to
+        GATHER_S) only while such polls are under way: the last polls of a pass, and a poll
+        that falls due alone, are written at once instead of waiting for none. (A poll
+        cancelled before record() leaves the count high: batches then wait GATHER_S, as they
+        would without this; polls are cancelled only when the collector stops.)"""
+        self._expected += 1
 
     def expect_articles(self) -> None:
         """A poll has something new to read: load the clusterer's compiled loops on the
@@ -73,6 +84,7 @@ class Writer:
     async def record(self, written: Written) -> Counts:
         """Write a poll (with others waiting, if any); its counts, or the error that kept it
         out of the database (sqlite3.Error, or a bug's own exception)."""
+        self._expected = max(self._expected - 1, 0)  # record() without expect() is fine too
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Counts] = loop.create_future()
         self._waiting.append((written, future, loop.time()))
@@ -117,10 +129,10 @@ class Writer:
             self._running = None
 
     async def _gathered(self) -> None:
-        """Until BATCH_ITEMS items wait or GATHER_S has passed (polls finishing meanwhile
-        join the batch: during a burst they finish many a second)."""
+        """Until BATCH_ITEMS items wait, GATHER_S has passed, or no other poll is under way
+        (polls finishing meanwhile join the batch: during a burst they finish many a second)."""
         deadline = self._waiting[0][2] + GATHER_S  # polls left from the last batch have waited
-        while sum(len(w.items) for w, _, _ in self._waiting) < BATCH_ITEMS:
+        while self._expected and sum(len(w.items) for w, _, _ in self._waiting) < BATCH_ITEMS:
             self._arrived.clear()
             try:
                 async with asyncio.timeout_at(deadline):

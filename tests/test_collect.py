@@ -180,3 +180,25 @@ def test_polls_under_way_are_bounded_so_parsed_items_cannot_pile_up(
     reports = run(config, db_path)
     assert all(r.status == "ok" for r in reports.values()) and len(reports) == 12
     assert most == collecting.PIPELINE
+
+
+def test_a_pass_waits_for_its_polls_under_way_and_writes_them_together(
+    server, tmp_path, db_path, monkeypatch
+):
+    # Each poll tells the writer it is coming (Writer.expect): the first to finish waits for
+    # the others under way, so five feeds polled together are one batch (one transaction),
+    # however long GATHER_S; and the last is written as soon as it arrives, not GATHER_S later.
+    from monitor import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "GATHER_S", 30.0)
+    batches: list[int] = []
+    write = writer_module._write
+
+    def counted(db, batch):
+        batches.append(len(batch))
+        return write(db, batch)
+
+    monkeypatch.setattr(writer_module, "_write", counted)
+    reports = run(write_config(tmp_path, serve_good(server)), db_path)
+    assert {r.status for r in reports.values()} == {"ok"}
+    assert batches == [5]

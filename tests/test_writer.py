@@ -203,3 +203,32 @@ def test_a_poll_with_news_loads_the_clusterer_once_on_the_writers_thread(db, mon
 
     asyncio.run(two_polls_with_news())
     assert loaded == [True]
+
+
+def test_a_poll_waits_for_company_only_while_other_polls_are_under_way(db, monkeypatch):
+    # With another poll expected, the first to finish waits for it (one transaction for both);
+    # once none is under way, what waits is written at once, not after GATHER_S (an hour here:
+    # the wait_for would time out).
+    monkeypatch.setattr(writer_module, "GATHER_S", 3600.0)
+    writer = Writer(store.path_of(db))
+    committed = commits(writer.db)
+
+    async def two_polls_then_a_lone_one() -> list[int]:
+        writer.expect()
+        writer.expect()
+        first = asyncio.create_task(writer.record(Written(ok("RNZ"), 600, [item(1)])))
+        await asyncio.sleep(0.05)
+        transactions = [len(committed)]  # the first is still waiting for the second
+        second = writer.record(Written(ok("Stuff"), 600, [item(2)]))
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        transactions.append(len(committed))
+        writer.expect()
+        await asyncio.wait_for(writer.record(Written(ok("RNZ"), 600, [item(3)])), timeout=10)
+        transactions.append(len(committed))
+        await writer.close()
+        return transactions
+
+    assert asyncio.run(two_polls_then_a_lone_one()) == [0, 1, 2]
+    assert rows(db, "SELECT source, new FROM fetches ORDER BY id") == [
+        ("RNZ", 1), ("Stuff", 1), ("RNZ", 1),
+    ]  # fmt: skip
