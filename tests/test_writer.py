@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 
@@ -232,3 +233,24 @@ def test_a_poll_waits_for_company_only_while_other_polls_are_under_way(db, monke
     assert rows(db, "SELECT source, new FROM fetches ORDER BY id") == [
         ("RNZ", 1), ("Stuff", 1), ("RNZ", 1),
     ]  # fmt: skip
+
+
+def test_polls_without_items_wait_for_no_more_than_a_batch_of_polls(db, monkeypatch):
+    # Polls answered 304 bring no items, so BATCH_ITEMS never fills: with others still under
+    # way, BATCH_POLLS of them are written at once, not after GATHER_S (an hour here).
+    monkeypatch.setattr(writer_module, "GATHER_S", 3600.0)
+    monkeypatch.setattr(writer_module, "BATCH_POLLS", 3)
+    writer = Writer(store.path_of(db))
+    committed = commits(writer.db)
+    unchanged = Written(dataclasses.replace(ok("RNZ"), status="not_modified"), 600, [])
+
+    async def three_of_five_polls() -> int:
+        for _ in range(5):
+            writer.expect()  # two stay under way: without BATCH_POLLS the batch would wait
+        await asyncio.wait_for(asyncio.gather(*(writer.record(unchanged) for _ in range(3))), 10)
+        transactions = len(committed)
+        await writer.close()
+        return transactions
+
+    assert asyncio.run(three_of_five_polls()) == 1
+    assert rows(db, "SELECT count(*), min(status) FROM fetches") == [(3, "not_modified")]
