@@ -39,6 +39,47 @@ def test_jobs_run_in_another_process_and_a_crash_is_one_feed_error():
     asyncio.run(scenario())
 
 
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def nap_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_jobs_error_is_raised_where_it_was_awaited_and_the_worker_carries_on():
+    async def scenario() -> None:
+        workers = Workers(1)
+        try:
+            pid, _ = await workers.run(pid_and_square, 2)
+            with pytest.raises(ValueError, match="not a feed"):
+                await workers.run(fail, "not a feed")
+            assert await workers.run(pid_and_square, 3) == (pid, 9)
+        finally:
+            workers.close()
+
+    asyncio.run(scenario())
+
+
+def test_answers_reach_their_own_callers_when_one_gave_up_waiting():
+    # Results come back in the order jobs went: a caller cancelled (a poll's deadline) must not
+    # shift the answers of the jobs behind it.
+    async def scenario() -> None:
+        workers = Workers(1)
+        try:
+            pid = await workers.run(nap_then_pid, 0)
+            slow = asyncio.ensure_future(workers.run(nap_then_pid, 0.3))
+            squares = [asyncio.ensure_future(workers.run(pid_and_square, n)) for n in range(5)]
+            await asyncio.sleep(0.1)
+            slow.cancel()
+            assert await asyncio.gather(*squares) == [(pid, n * n) for n in range(5)]
+        finally:
+            workers.close()
+
+    asyncio.run(scenario())
+
+
 def test_no_processes_means_a_thread_of_this_process():
     async def scenario() -> None:
         workers = Workers(0)
@@ -50,7 +91,7 @@ def test_no_processes_means_a_thread_of_this_process():
 
 
 ORPHANED = """
-import asyncio, multiprocessing, os, signal, sys, time
+import asyncio, os, signal, sys, time
 from monitor.workers import Workers
 
 async def main():
@@ -61,7 +102,8 @@ async def main():
     else:  # killed while its worker is still starting up
         job = asyncio.ensure_future(workers.run(time.sleep, 60))
         await asyncio.sleep(0)
-        print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+        me = os.getpid()
+        print(open(f"/proc/{me}/task/{me}/children").read(), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main())
