@@ -111,12 +111,16 @@ class Fetcher:
         )
 
     def _make_client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             transport=transport,
         )
+        # The client's jar, as a _Cookies: httpx offers no public way to give it one (httpx
+        # is pinned below 0.29; netguard touches its pool the same way).
+        client._cookies = _Cookies()
+        return client
 
     def _client(self, limits: Limits) -> httpx.AsyncClient:
         return self._private if limits.allow_private else self._public
@@ -208,6 +212,17 @@ class Fetcher:
             if urlsplit(target).scheme in ("http", "https"):
                 return target
         return None
+
+
+class _Cookies(httpx.Cookies):
+    """httpx's cookie jar (cookies a site sets still come back to it, through a redirect chain
+    and at the next poll), skipping http.cookiejar for a response that sets none: most feeds.
+    Building urllib stand-ins of every request and response for it was a quarter of the CPU of
+    a pass where 1,000 feeds answer 304 (1.11 -> 0.82 s)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
 
 
 async def _raise_for_status(r: httpx.Response) -> None:

@@ -303,3 +303,32 @@ def test_many_requests_in_flight_reuse_the_pools_connections(server, monkeypatch
     assert answered == again == 64
     assert idle == 8
     assert first + second <= 100  # 37-48 a round here
+
+
+def test_a_cookie_set_on_the_way_comes_back_through_the_redirect_and_at_the_next_poll(server):
+    # A consent or cookie-check wall: no cookie, a redirect that sets one and comes back. The
+    # jar only skips its work for responses that set nothing (fetch._Cookies); one that does
+    # must still be kept, or this would loop until the redirect limit.
+    feed = rss("<item><title>T</title><link>https://example.org/a</link></item>")
+
+    def gated(h) -> None:
+        if "consent=yes" in h.headers.get("Cookie", ""):
+            srv.send(h, 200, feed)
+        else:
+            srv.send(h, 302, headers={"Location": "/consent"})
+
+    server.route("/feed.xml", gated)
+    server.route(
+        "/consent",
+        lambda h: srv.send(h, 302, headers={"Location": "/feed.xml", "Set-Cookie": "consent=yes"}),
+    )
+
+    async def two_polls() -> list[int]:
+        async with Fetcher(contact="test") as fetcher:
+            limits = Limits(total=5, allow_private=True)
+            return [(await fetcher.get(server.url("/feed.xml"), limits=limits)).status
+                    for _ in range(2)]  # fmt: skip
+
+    assert asyncio.run(two_polls()) == [200, 200]
+    feed_requests = [r.headers.get("cookie") for r in server.requests_to("/feed.xml")]
+    assert feed_requests == [None, "consent=yes", "consent=yes"]  # the second poll: no detour
