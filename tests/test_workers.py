@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -23,20 +24,29 @@ def die(code: int) -> None:
     os._exit(code)  # what a segfault in a parser library looks like from the collector
 
 
-def test_jobs_run_in_another_process_and_a_crash_is_one_feed_error():
-    async def scenario() -> None:
+def with_a_worker(scenario: Callable[[Workers], Awaitable[None]]) -> None:
+    """Run the scenario with one worker process, stopped afterwards whatever happens."""
+
+    async def main() -> None:
         workers = Workers(1)
         try:
-            pid, square = await workers.run(pid_and_square, 7)
-            assert square == 49 and pid != os.getpid()
-            with pytest.raises(ParseError, match="stopped unexpectedly"):
-                await workers.run(die, 3)
-            again, square = await workers.run(pid_and_square, 8)
-            assert square == 64 and again not in (pid, os.getpid())  # a fresh worker
+            await scenario(workers)
         finally:
             workers.close()
 
-    asyncio.run(scenario())
+    asyncio.run(main())
+
+
+def test_jobs_run_in_another_process_and_a_crash_is_one_feed_error():
+    async def scenario(workers: Workers) -> None:
+        pid, square = await workers.run(pid_and_square, 7)
+        assert square == 49 and pid != os.getpid()
+        with pytest.raises(ParseError, match="stopped unexpectedly"):
+            await workers.run(die, 3)
+        again, square = await workers.run(pid_and_square, 8)
+        assert square == 64 and again not in (pid, os.getpid())  # a fresh worker
+
+    with_a_worker(scenario)
 
 
 def fail(message: str) -> None:
@@ -49,35 +59,27 @@ def nap_then_pid(seconds: float) -> int:
 
 
 def test_a_jobs_error_is_raised_where_it_was_awaited_and_the_worker_carries_on():
-    async def scenario() -> None:
-        workers = Workers(1)
-        try:
-            pid, _ = await workers.run(pid_and_square, 2)
-            with pytest.raises(ValueError, match="not a feed"):
-                await workers.run(fail, "not a feed")
-            assert await workers.run(pid_and_square, 3) == (pid, 9)
-        finally:
-            workers.close()
+    async def scenario(workers: Workers) -> None:
+        pid, _ = await workers.run(pid_and_square, 2)
+        with pytest.raises(ValueError, match="not a feed"):
+            await workers.run(fail, "not a feed")
+        assert await workers.run(pid_and_square, 3) == (pid, 9)
 
-    asyncio.run(scenario())
+    with_a_worker(scenario)
 
 
 def test_answers_reach_their_own_callers_when_one_gave_up_waiting():
     # Results come back in the order jobs went: a caller cancelled (a poll's deadline) must not
     # shift the answers of the jobs behind it.
-    async def scenario() -> None:
-        workers = Workers(1)
-        try:
-            pid = await workers.run(nap_then_pid, 0)
-            slow = asyncio.ensure_future(workers.run(nap_then_pid, 0.3))
-            squares = [asyncio.ensure_future(workers.run(pid_and_square, n)) for n in range(5)]
-            await asyncio.sleep(0.1)
-            slow.cancel()
-            assert await asyncio.gather(*squares) == [(pid, n * n) for n in range(5)]
-        finally:
-            workers.close()
+    async def scenario(workers: Workers) -> None:
+        pid = await workers.run(nap_then_pid, 0)
+        slow = asyncio.ensure_future(workers.run(nap_then_pid, 0.3))
+        squares = [asyncio.ensure_future(workers.run(pid_and_square, n)) for n in range(5)]
+        await asyncio.sleep(0.1)
+        slow.cancel()
+        assert await asyncio.gather(*squares) == [(pid, n * n) for n in range(5)]
 
-    asyncio.run(scenario())
+    with_a_worker(scenario)
 
 
 def test_no_processes_means_a_thread_of_this_process():
