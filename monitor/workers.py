@@ -104,8 +104,6 @@ class _Worker:
         return cls(process, reader, writer)
 
     async def call(self, job: Callable[..., Any], args: tuple[object, ...]) -> Any:
-        if not self.alive:
-            raise _stopped()
         message = pickle.dumps((job, args), pickle.HIGHEST_PROTOCOL)
         answer = asyncio.get_running_loop().create_future()
         self.pending.append(answer)
