@@ -5,17 +5,16 @@ private network (SSRF). The check is made where the connection is opened, on the
 name actually resolved to, so it holds for every redirect hop and cannot be dodged by DNS that
 answers differently the second time: we connect to the very address we checked. Sources that
 may reach private addresses use a separate connection pool, so a connection one of them opened is
-never reused by a source that may not. The backend's streams also answer the pool's frequent
-"is this idle connection still open?" cheaply (_Stream).
+never reused by a source that may not. The backend runs on asyncio's own transports (_Stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import select
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,10 +33,10 @@ def is_public(address: str) -> bool:
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, resolving names itself and refusing non-public addresses."""
+    """httpcore's network backend on asyncio's own transports, resolving names itself and
+    refusing non-public addresses."""
 
     def __init__(self, is_allowed: Callable[[str], bool] = is_public) -> None:
-        self._inner = httpcore.AnyIOBackend()
         self._is_allowed = is_allowed
 
     async def connect_tcp(
@@ -49,9 +48,20 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         address = await self._checked_address(host, port, timeout)
-        return _Stream(
-            await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-        )
+        loop = asyncio.get_running_loop()
+        local = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout(timeout):
+                transport, connection = await loop.create_connection(
+                    _Connection, address, port, local_addr=local
+                )
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"connecting to {host} timed out") from None
+        except OSError as e:
+            raise httpcore.ConnectError(str(e) or type(e).__name__) from None
+        for option in socket_options or ():
+            transport.get_extra_info("socket").setsockopt(*option)
+        return _Stream(transport, connection)
 
     async def _checked_address(self, host: str, port: int, timeout: float | None) -> str:
         loop = asyncio.get_running_loop()
@@ -80,30 +90,107 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         raise httpcore.ConnectError(f"{REFUSED} a unix socket")
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await asyncio.sleep(seconds)
+
+
+READ_AHEAD = 256 * 1024
+"""Bytes received and not yet read at which the connection stops reading from its socket."""
+
+
+class _Connection(asyncio.Protocol):
+    """What one connection has received and not yet been read, and whether it has ended."""
+
+    def __init__(self) -> None:
+        self.received: deque[bytes] = deque()
+        self.buffered = 0
+        self.ended = False
+        """The server closed its side, or the connection is gone."""
+        self.error: Exception | None = None
+        self.transport: asyncio.Transport | None = None
+        self._arrived: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_AHEAD and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+
+    async def arrival(self) -> None:
+        self._arrived = asyncio.get_running_loop().create_future()
+        try:
+            await self._arrived
+        finally:
+            self._arrived = None
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
 
 
 class _Stream(httpcore.AsyncNetworkStream):
-    """httpcore's stream, answering "is the socket readable?" from the socket it found once.
+    """A connection as httpcore reads and writes it, straight on asyncio's transport.
 
-    httpcore's pool asks that of every idle connection each time a request starts or ends, and
-    anyio rebuilds its table of socket attributes (calling getpeername()) to find the socket
-    each time: with 32 pooled connections, a quarter of the CPU of a pass where 1,000 feeds
-    answer 304.
+    httpcore's own backend goes through anyio: a cancel scope and a deadline for every read and
+    write, a checkpoint after each, a table of socket attributes rebuilt for each lookup. Here
+    a pass where 1,000 feeds answer 304 cost the collector 12 % less CPU (old and new taking
+    turns, medians of 5 passes, three pairs: 1.40/1.24/1.34 -> 1.22/1.09/1.16 s). The pool's
+    frequent "is this idle connection still open?" is answered from what the event loop has
+    already seen (the server's end of the connection), without a system call.
     """
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
+    def __init__(self, transport: asyncio.Transport, connection: _Connection) -> None:
+        self._transport = transport
+        self._connection = connection
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        c = self._connection
+        if not c.received and not c.ended:
+            try:
+                async with asyncio.timeout(timeout):
+                    await c.arrival()
+            except TimeoutError:
+                raise httpcore.ReadTimeout(f"nothing received for {timeout:g}s") from None
+        if not c.received:
+            if c.error is not None:
+                raise httpcore.ReadError(str(c.error) or type(c.error).__name__)
+            return b""  # the server closed the connection
+        chunk = c.received.popleft()
+        if len(chunk) > max_bytes:
+            chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
+            c.received.appendleft(rest)
+        c.buffered -= len(chunk)
+        if c.buffered <= READ_AHEAD and not c.ended:
+            self._transport.resume_reading()
+        return chunk
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+        if not buffer:
+            return
+        c = self._connection
+        if self._transport.is_closing():
+            raise httpcore.WriteError(str(c.error or "the connection is closed"))
+        # Requests are GET and HEAD, a few headers: the transport buffers them whole, so
+        # nothing waits for the socket to drain (a server that never reads still meets the
+        # read deadline and the poll's total one).
+        self._transport.write(buffer)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        self._transport.close()
 
     async def start_tls(
         self,
@@ -111,22 +198,30 @@ class _Stream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                tls = await loop.start_tls(
+                    self._transport, self._connection, ssl_context,
+                    server_hostname=server_hostname,
+                )  # fmt: skip
+        except TimeoutError:
+            self._transport.abort()
+            raise httpcore.ConnectTimeout(f"the TLS handshake took over {timeout:g}s") from None
+        except OSError as e:  # ssl.SSLError among them: a certificate not trusted, say
+            self._transport.abort()
+            raise httpcore.ConnectError(str(e) or type(e).__name__) from None
+        assert isinstance(tls, asyncio.Transport)
+        self._connection.transport = tls  # reading is paused and resumed above TLS from now on
+        return _Stream(tls, self._connection)
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return _readable(self._socket)
-        return self._inner.get_extra_info(info)
-
-
-def _readable(sock: socket.socket | None) -> bool:
-    """Whether a read would return at once: data, or the end of a connection the server closed
-    (a socket that is gone counts as readable too, as in httpcore)."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poll = select.poll()
-    poll.register(sock.fileno(), select.POLLIN)
-    return bool(poll.poll(0))
+        if info == "is_readable":  # as httpcore means it: data or the end, so not reusable
+            return bool(self._connection.received) or self._connection.ended
+        key = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
+        if key in ("ssl_object", "sockname", "peername", "socket"):
+            return self._transport.get_extra_info(key)
+        return None
 
 
 class _Pool(httpcore.AsyncConnectionPool):

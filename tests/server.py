@@ -26,6 +26,8 @@ Handler = Callable[["RequestHandler"], None]
 class Request:
     path: str
     headers: dict[str, str]
+    client: tuple[str, int]
+    """The client's address and port: one per connection."""
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -40,7 +42,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         self.server.requests.append(
-            Request(self.path, {k.lower(): v for k, v in self.headers.items()})
+            Request(self.path, {k.lower(): v for k, v in self.headers.items()}, self.client_address)
         )
         handler = self.server.routes.get(self.path.split("?")[0])
         if handler is None:
