@@ -4,6 +4,7 @@ transports): a real TLS server on 127.0.0.1 with a certificate from a test autho
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 import trustme
 
-from monitor.errors import Unreachable
+from monitor.errors import FetchTimeout, Unreachable
 from monitor.fetch import Fetcher, Limits, Response
 from monitor.netguard import guarded_transport
 from tests import server as srv
@@ -96,3 +97,30 @@ def test_a_certificate_from_an_authority_not_trusted_is_refused(https):
     with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
         asyncio.run(fetch(ssl.create_default_context(), url(https, "/rnz.xml")))
     assert https.httpd.requests == []
+
+
+def test_a_server_that_never_starts_tls_is_given_up_on_at_the_connect_deadline(authority):
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never speaks
+    port = listener.getsockname()[1]
+
+    async def fetch_once() -> Response:
+        transport = guarded_transport(
+            httpx.Limits(max_connections=1), is_allowed=lambda _: True,
+            ssl_context=trusting(authority),
+        )  # fmt: skip
+        async with Fetcher(contact="test", transport=transport) as fetcher:
+            return await fetcher.get(
+                f"https://127.0.0.1:{port}/feed", limits=Limits(total=10, connect=0.3)
+            )
+
+    try:
+        with pytest.raises(FetchTimeout, match=r"could not connect within 0\.3s"):
+            asyncio.run(fetch_once())
+    finally:
+        listener.close()
+
+
+def test_https_to_a_port_that_speaks_plain_http_is_a_clear_connection_error(server, authority):
+    server.feed("/rnz.xml", "rnz_national.xml")
+    with pytest.raises(Unreachable, match=r"cannot connect to 127\.0\.0\.1:.*WRONG_VERSION_NUMBER"):
+        asyncio.run(fetch(trusting(authority), url(server, "/rnz.xml")))
