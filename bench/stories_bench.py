@@ -58,7 +58,7 @@ RUNS = 3
 
 def measure(size: int, directory: Path) -> tuple[float, float]:
     """The median of RUNS runs of run()."""
-    runs = sorted(run(size, directory / f"stories-{size}-{n}.db") for n in range(RUNS))
+    runs = [run(size, directory / f"stories-{size}-{n}.db") for n in range(RUNS)]
     placing = statistics.median(cost for cost, _ in runs)
     whole = statistics.median(whole for _, whole in runs)
     log.info("size %d: ms deciding the story in each run %s", size, [round(c, 2) for c, _ in runs])

@@ -52,7 +52,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local = (local_address, 0) if local_address else None
         try:
             async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_connection(
+                _, connection = await loop.create_connection(
                     _Connection, address, port, local_addr=local
                 )
         except TimeoutError:
@@ -60,8 +60,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except OSError as e:
             raise httpcore.ConnectError(str(e) or type(e).__name__) from None
         for option in socket_options or ():
-            transport.get_extra_info("socket").setsockopt(*option)
-        return _Stream(transport, connection)
+            connection.transport.get_extra_info("socket").setsockopt(*option)
+        return _Stream(connection)
 
     async def _checked_address(self, host: str, port: int, timeout: float | None) -> str:
         loop = asyncio.get_running_loop()
@@ -106,7 +106,8 @@ class _Connection(asyncio.Protocol):
         self.ended = False
         """The server closed its side, or the connection is gone."""
         self.error: Exception | None = None
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport
+        """Set as the connection is made; the TLS transport once start_tls() has run."""
         self._arrived: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,7 +117,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received.append(data)
         self.buffered += len(data)
-        if self.buffered > READ_AHEAD and self.transport is not None:
+        if self.buffered > READ_AHEAD:
             self.transport.pause_reading()
         self._wake()
 
@@ -153,9 +154,12 @@ class _Stream(httpcore.AsyncNetworkStream):
     already seen (the server's end of the connection), without a system call.
     """
 
-    def __init__(self, transport: asyncio.Transport, connection: _Connection) -> None:
-        self._transport = transport
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
+
+    @property
+    def _transport(self) -> asyncio.Transport:
+        return self._connection.transport
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         c = self._connection
@@ -212,8 +216,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             self._transport.abort()
             raise httpcore.ConnectError(str(e) or type(e).__name__) from None
         assert isinstance(tls, asyncio.Transport)
-        self._connection.transport = tls  # reading is paused and resumed above TLS from now on
-        return _Stream(tls, self._connection)
+        self._connection.transport = tls
+        return _Stream(self._connection)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # as httpcore means it: data or the end, so not reusable
@@ -235,9 +239,8 @@ class _Pool(httpcore.AsyncConnectionPool):
     at 32, with no new connections). Here a pass visits each connection once, an idle
     connection goes to one waiting request, and one handed to a request that has not started
     on it yet is spoken for. Idle connections are counted as such (httpcore compares all of
-    them with max_keepalive, so it kept fewer than asked), and only the one about to be reused
-    is checked for expiry. The same fixes as encode/httpcore#1035 and pydantic/httpx2#974 and
-    #1075.
+    them with max_keepalive, so it kept fewer than asked). The same fixes as
+    encode/httpcore#1035 and pydantic/httpx2#974 and #1075.
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
@@ -247,6 +250,11 @@ class _Pool(httpcore.AsyncConnectionPool):
         idle: list[httpcore.AsyncConnectionInterface] = []
         for connection in self._connections:
             if connection.is_closed():
+                continue
+            # Only an idle HTTP/1.1 connection can expire (keep-alive over, or the server gone:
+            # _Stream answers that from memory, so checking every idle one costs little).
+            if connection.is_idle() and connection.has_expired():
+                closing.append(connection)
                 continue
             kept.append(connection)
             if connection.is_idle() and id(connection) not in spoken_for:
@@ -262,8 +270,9 @@ class _Pool(httpcore.AsyncConnectionPool):
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            reusable = self._reusable(idle, origin, kept, closing)
+            reusable = next((c for c in idle if c.can_handle_request(origin)), None)
             if reusable is not None:
+                idle.remove(reusable)
                 connection = reusable
             else:
                 if len(kept) >= self._max_connections:
@@ -276,25 +285,6 @@ class _Pool(httpcore.AsyncConnectionPool):
                 kept.append(connection)
             pool_request.assign_to_connection(connection)
         return closing
-
-    @staticmethod
-    def _reusable(
-        idle: list[httpcore.AsyncConnectionInterface],
-        origin: httpcore.Origin,
-        kept: list[httpcore.AsyncConnectionInterface],
-        closing: list[httpcore.AsyncConnectionInterface],
-    ) -> httpcore.AsyncConnectionInterface | None:
-        """An idle connection to `origin` that is still good, taken from `idle`. Only one about
-        to be reused is checked for expiry (keep-alive over, or the server gone: a poll of its
-        socket): checking every idle one whenever a request starts or ends was ~14 socket polls
-        a request. Expired ones found on the way are closed."""
-        for connection in [c for c in idle if c.can_handle_request(origin)]:
-            idle.remove(connection)
-            if not connection.has_expired():
-                return connection
-            kept.remove(connection)
-            closing.append(connection)
-        return None
 
 
 def guarded_transport(

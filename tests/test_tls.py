@@ -18,6 +18,8 @@ from monitor.netguard import guarded_transport
 from tests import server as srv
 from tests.server import FeedServer
 
+AT_ONCE = Limits(total=10)
+
 BIG = bytes(range(256)) * 12_000
 """3 MB: more than the connection reads ahead, so reading stops and starts again."""
 
@@ -62,12 +64,14 @@ def trusting(authority: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-async def fetch(context: ssl.SSLContext, *urls: str, etag: str | None = None) -> list[Response]:
+async def fetch(
+    context: ssl.SSLContext, *urls: str, etag: str | None = None, limits: Limits = AT_ONCE
+) -> list[Response]:
     transport = guarded_transport(
         httpx.Limits(max_connections=1), is_allowed=lambda _: True, ssl_context=context
     )
     async with Fetcher(contact="test", transport=transport) as fetcher:
-        return [await fetcher.get(u, limits=Limits(total=10), etag=etag) for u in urls]
+        return [await fetcher.get(u, limits=limits, etag=etag) for u in urls]
 
 
 def test_a_feed_over_https_arrives_whole_and_its_connection_is_kept(https, authority):
@@ -103,19 +107,12 @@ def test_a_server_that_never_starts_tls_is_given_up_on_at_the_connect_deadline(a
     listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never speaks
     port = listener.getsockname()[1]
 
-    async def fetch_once() -> Response:
-        transport = guarded_transport(
-            httpx.Limits(max_connections=1), is_allowed=lambda _: True,
-            ssl_context=trusting(authority),
-        )  # fmt: skip
-        async with Fetcher(contact="test", transport=transport) as fetcher:
-            return await fetcher.get(
-                f"https://127.0.0.1:{port}/feed", limits=Limits(total=10, connect=0.3)
-            )
-
+    stalled = Limits(total=10, connect=0.3)
     try:
         with pytest.raises(FetchTimeout, match=r"could not connect within 0\.3s"):
-            asyncio.run(fetch_once())
+            asyncio.run(
+                fetch(trusting(authority), f"https://127.0.0.1:{port}/feed", limits=stalled)
+            )
     finally:
         listener.close()
 
