@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,14 @@ import yaml
 from tests.server import FeedServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _collectable() -> Iterator[None]:
+    """Commands run in-process freeze what is alive (as a real process does once, at start):
+    undone after each test, so that no test's leftovers outlive it uncollected."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

@@ -77,9 +77,12 @@ def test_sources_on_an_empty_database(db_path):
 def test_commands_collect_garbage_less_often_than_python_by_default(db_path):
     before = gc.get_threshold()
     gc.set_threshold(700)  # Python's default (an earlier test may have run a command)
+    gc.unfreeze()
     try:
         invoke("sources", "--db", str(db_path))
         assert gc.get_threshold()[0] == GC_THRESHOLD > 700
+        # ...and never over what was loaded at start-up (frozen: out of the collector's reach).
+        assert gc.get_freeze_count() > 10_000
     finally:
         gc.set_threshold(*before)
 

@@ -461,8 +461,11 @@ def test_warming_loads_the_compiled_loops_placing_then_uses(tmp_path):
 from monitor import candidates, store, store_stories
 from tests.test_stories import labelled_rows, load
 kernels = (candidates.file_and_find, candidates.cosines)
+import gc
+gc.unfreeze()
 store_stories.warm()
 warmed = [list(k.signatures) for k in kernels]
+assert gc.get_freeze_count() > 50_000, "numba's objects are left to the collector"
 load(store.open_db({str(tmp_path / "w.db")!r}), labelled_rows()[:60])
 assert [list(k.signatures) for k in kernels] == warmed, warmed
 assert all(warmed), warmed
