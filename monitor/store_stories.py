@@ -245,7 +245,9 @@ def warm() -> None:
     """Load what placing articles runs (candidates.warm) before the first articles come."""
     _candidates().warm()
     # numba's ~80,000 objects stay for the process's life; each full pass of the garbage
-    # collector walked them (~30 ms), and the interpreter's passes at exit (~0.25 s).
+    # collector walked them (~30 ms), and the interpreter's passes at exit (~0.25 s). Once per
+    # process: whatever else is alive now is frozen too, and is still freed when unreferenced
+    # (only a cycle among those objects would stay until exit).
     gc.freeze()
 
 
