@@ -324,11 +324,11 @@ def test_a_burst_of_requests_to_one_host_leaves_its_connections_open_for_the_nex
         async with Fetcher(contact="test", concurrency=32, per_host=32) as fetcher:
             limits = Limits(total=10, allow_private=True)
             for _ in range(2):
-                before = len(server.httpd.requests)
+                before = len(server.requests_to("/feed.xml"))
                 await asyncio.gather(
                     *(fetcher.get(server.url("/feed.xml"), limits=limits) for _ in range(32))
                 )
-                seen.append({r.client for r in server.httpd.requests[before:]})
+                seen.append({r.client for r in server.requests_to("/feed.xml")[before:]})
         return seen
 
     first, second = asyncio.run(bursts())
