@@ -1,5 +1,5 @@
-"""The clusterer's inner loops, compiled (numba): filing articles under their title words,
-finding each one's candidates there, and scoring them.
+"""The clusterer's inner loops, compiled (numba): the words' ids, filing articles under their
+title words, finding each one's candidates there, and scoring them.
 
 These loops run for every title word of every new article and every word of every candidate
 (~2,000 multiply-adds an article). As numpy calls over a chunk of articles they were 60 % of
@@ -138,6 +138,74 @@ def cosines(
     return scores
 
 
+_LETTER = np.uint64(12)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_HASHED = np.uint64(1 << 63)
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads keys over the slots
+_HALF = np.uint64(32)
+
+
+@_compiled
+def word_keys(letters: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+    """A 64-bit number for each stem (a row of `letters`: an array of stories.WORD viewed as
+    uint32, one letter a column), which compares much faster than the strings. A stem whose
+    letters are all below U+1000 (every alphabet but the CJK scripts, Hangul and a few others)
+    is its letters, 12 bits each: exact. Any other is a hash of them (FNV-1a) with the top bit
+    set; two such stems colliding (odds of about n² in 2^64) would share a weight, nothing
+    worse."""
+    keys = np.empty(letters.shape[0], np.uint64)
+    for i in range(letters.shape[0]):
+        packed = np.uint64(0)
+        hashed = _FNV_OFFSET
+        exact = True
+        for j in range(letters.shape[1]):
+            letter = np.uint64(letters[i, j])
+            packed = (packed << _LETTER) | letter
+            hashed = (hashed ^ letter) * _FNV_PRIME  # uint64 arithmetic wraps
+            exact = exact and letters[i, j] < 4096
+        keys[i] = packed if exact else hashed | _HASHED
+    return keys
+
+
+@_compiled
+def _slot(key: np.uint64, mask: int) -> np.int64:
+    spread = key * _SPREAD
+    return np.int64(spread ^ (spread >> _HALF)) & mask
+
+
+@_compiled
+def place(
+    table: npt.NDArray[np.uint64], owners: Ints, keys: npt.NDArray[np.uint64], ids: Ints
+) -> None:
+    """Enter each key with its id into an open-addressing table (`table` the keys, `owners`
+    their ids, -1 where a slot is free; a power of two long, at most half full). A key already
+    there keeps its first id."""
+    mask = len(table) - 1
+    for n in range(len(keys)):
+        at = _slot(keys[n], mask)
+        while owners[at] >= 0 and table[at] != keys[n]:
+            at = (at + 1) & mask
+        if owners[at] < 0:
+            table[at] = keys[n]
+            owners[at] = ids[n]
+
+
+@_compiled
+def find(
+    table: npt.NDArray[np.uint64], owners: Ints, keys: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """The id of each key in the table place() filled, -1 for a key not there."""
+    found = np.empty(len(keys), np.int64)
+    mask = len(table) - 1
+    for n in range(len(keys)):
+        at = _slot(keys[n], mask)
+        while owners[at] >= 0 and table[at] != keys[n]:
+            at = (at + 1) & mask
+        found[n] = owners[at]
+    return found
+
+
 def warm() -> None:
     """Load the compiled loops for the types placing passes them (from numba's cache, or
     compiling them the first time), so that the first articles placed do not wait for it."""
@@ -150,3 +218,10 @@ def warm() -> None:
         np.zeros(1, np.int32), np.zeros(1, np.float32), one, one, one, one, one,
         np.zeros(1, np.float32),
     )  # fmt: skip
+    letters = np.zeros((1, 5), np.uint32)
+    readonly = letters.copy()
+    readonly.flags.writeable = False  # words read straight from the articles' Text bytes
+    keys = word_keys(letters)
+    word_keys(readonly)
+    place(np.zeros(2, np.uint64), np.full(2, -1, np.int64), keys, one)
+    find(np.zeros(2, np.uint64), np.full(2, -1, np.int64), keys)

@@ -7,7 +7,6 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import math
@@ -16,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from types import ModuleType
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -166,7 +164,8 @@ class _Memory:
         Where collect[i], first find its candidates among the slots filed before it
         (candidates.file_and_find): (index of the article, slot) pairs, by article."""
         self._room_for_words()
-        pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] = _candidates().file_and_find(
+        loops = stories.compiled()
+        pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] = loops.file_and_find(
             first_slot, title_ids, title_lens, collect, self.word_slots, self.word_fill,
             self.seen, stories.WINDOW.total_seconds(), stories.BLOCKING_WORDS,
             stories.MAX_CANDIDATES,
@@ -232,18 +231,9 @@ def _room(array: npt.NDArray[Any], used: int, needed: int) -> npt.NDArray[Any]:
 _MEMORY: WeakKeyDictionary[sqlite_utils.Database, _Memory] = WeakKeyDictionary()
 
 
-@functools.cache
-def _candidates() -> ModuleType:
-    """monitor.candidates, imported on first use, once: loading numba costs a process ~0.5 s
-    and ~100 MB, which only placing articles needs (a pass of 304s never does)."""
-    from monitor import candidates
-
-    return candidates
-
-
 def warm() -> None:
     """Load what placing articles runs (candidates.warm) before the first articles come."""
-    _candidates().warm()
+    stories.compiled().warm()
     # numba's ~80,000 objects stay for the process's life; each full pass of the garbage
     # collector walked them (~30 ms), and the interpreter's passes at exit (~0.25 s). Once per
     # process: whatever else is alive now is frozen too, and is still freed when unreferenced
@@ -421,7 +411,7 @@ def _near(
         return {}
     same = memory.key[slot] == memory.key[first_slot + owner]
     mine = slice(first_slot, memory.used)
-    scores = _candidates().cosines(
+    scores = stories.compiled().cosines(
         memory.pool_ids, memory.pool_weights, owner, memory.vector_at[mine],
         memory.vector_len[mine], memory.vector_at[slot], memory.vector_len[slot], memory.scratch,
     )  # fmt: skip

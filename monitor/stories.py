@@ -16,12 +16,14 @@ same-day look-alikes as hard negatives): see README "Stories" for the figures an
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -168,29 +170,9 @@ def word_array(words: Iterable[str]) -> npt.NDArray[np.str_]:
     return np.array(list(words), WORD)
 
 
-_LETTER = np.uint64(12)
-_FNV_PRIME = np.uint64(0x100000001B3)
-_HASHED = np.uint64(1 << 63)
-
-
-def word_keys(words: npt.NDArray[np.str_]) -> npt.NDArray[np.uint64]:
-    """A 64-bit number for each stem (an array of WORD), which numpy searches and compares much
-    faster than strings (searchsorted on the strings was slower than a dict). A stem whose
-    letters are all below U+1000 (every alphabet but the CJK scripts, Hangul and a few others)
-    is its letters, 12 bits each: exact. Any other is a hash of them with the top bit set;
-    two such stems colliding (odds of about n² in 2^64) would share a weight, nothing worse."""
-    letters = words.view(np.uint32).reshape(-1, STEM)
-    packed = np.zeros(len(letters), np.uint64)
-    hashed = np.full(len(letters), 0xCBF29CE484222325, np.uint64)
-    exact = np.ones(len(letters), bool)
-    # A letter at a time: temporaries the size of one column (a window of 700,000 words would
-    # need 30 MB for each whole-array step).
-    for column in letters.T:
-        wide = column.astype(np.uint64)
-        packed = packed << _LETTER | wide
-        hashed = (hashed ^ wide) * _FNV_PRIME  # FNV-1a (uint64 arithmetic wraps)
-        exact &= column < 1 << 12
-    return np.where(exact, packed, hashed | _HASHED)
+def _letters(words: npt.NDArray[np.str_]) -> npt.NDArray[np.uint32]:
+    """An array of WORD as its letters' code points, a stem a row."""
+    return np.ascontiguousarray(words).view(np.uint32).reshape(-1, STEM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +212,14 @@ def segment_sums(
     return sums
 
 
-SORT_AFTER = 4_096
-"""The vocabulary sorts its words again once more than this many (or an eighth of all it has,
-if more) were added since it last did; until then those are looked up one by one."""
+@functools.cache
+def compiled() -> ModuleType:
+    """monitor.candidates, imported on first use, once: loading numba costs a process ~0.5 s
+    and ~100 MB, which only placing articles needs (a pass of 304s never does, nor does the
+    feed-reading worker, which works out each article's Text)."""
+    from monitor import candidates
+
+    return candidates
 
 
 class Vocabulary:
@@ -248,12 +235,13 @@ class Vocabulary:
         self.ids: dict[str, int] = {}
         self._words: list[str] = []
         """Word id -> word."""
-        self._sorted = np.zeros(0, np.uint64)
-        self._sorted_ids = np.zeros(0, np.int64)
-        """The keys (word_keys()) of the words known when they were last sorted, in order, and
-        their ids: lookup() finds words there as a few array operations; only the words added
-        since are looked up one by one in `ids` (a dict lookup per word was 17 % of placing
-        articles: 0.3 µs a word, the dict's keys scattered in memory)."""
+        self._table = np.zeros(1 << 14, np.uint64)
+        self._owners = np.full(len(self._table), -1, np.int64)
+        """Every word's key (candidates.word_keys) and id in a hash table, so that lookup() is
+        one compiled pass over a chunk's words, without the GIL. A dict lookup per word was
+        17 % of placing articles (0.3 µs a word); sorted keys searched with numpy calls took
+        0.16 s for a full cycle's 3.1 million words alone, 0.8 s on the writer's thread in
+        the cycle (each call waiting for the GIL again); this takes 0.03 s and 0.23-0.32 s."""
         self.docs = np.zeros(4096, dtype=np.int64)
         """Word id -> articles using it."""
         self._written = self.docs.copy()
@@ -271,24 +259,26 @@ class Vocabulary:
         self.docs[start : len(self.ids)] = self._written[start : len(self.ids)] = list(
             words.values()
         )
+        loops = compiled()
+        if 2 * len(self.ids) > len(self._table):  # at most half full, or probes grow long
+            used = self._owners >= 0
+            keys, ids = self._table[used], self._owners[used]
+            size = len(self._table)
+            while size < 2 * len(self.ids):
+                size *= 2
+            self._table = np.zeros(size, np.uint64)
+            self._owners = np.full(size, -1, np.int64)
+            loops.place(self._table, self._owners, keys, ids)
+        keys = loops.word_keys(_letters(word_array(words)))
+        loops.place(self._table, self._owners, keys, np.arange(start, len(self.ids)))
 
     def lookup(self, words: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
         """The ids of these words (an array of WORD), -1 for a word not added yet."""
-        if len(self.ids) - len(self._sorted) > max(SORT_AFTER, len(self._sorted) // 8):
-            known = word_keys(word_array(self._words))
-            self._sorted_ids = np.argsort(known)
-            self._sorted = known[self._sorted_ids]
-        ids = np.full(len(words), -1, np.int64)
-        rest = np.arange(len(words))
-        if len(self._sorted):
-            keys = word_keys(words)
-            at = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
-            found = self._sorted[at] == keys
-            ids[found] = self._sorted_ids[at[found]]
-            rest = rest[~found]
-        if len(rest) and len(self.ids) > len(self._sorted):  # words added since the sort
-            ids[rest] = [self.ids.get(w, -1) for w in words[rest].tolist()]
-        return ids
+        loops = compiled()
+        found: npt.NDArray[np.int64] = loops.find(
+            self._table, self._owners, loops.word_keys(_letters(words))
+        )
+        return found
 
     def count(self, ids: npt.NDArray[np.int64]) -> None:
         """One more article uses each of these words, once per occurrence in `ids` (the

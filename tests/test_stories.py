@@ -322,19 +322,28 @@ def test_shared_paraphrase_pairs_report():
     assert (tp, fp, fn, tn) == (24, 3, 0, 4)
 
 
-def test_the_vocabulary_finds_words_sorted_and_added_since_and_keys_them_apart():
-    from monitor.stories import SORT_AFTER, Vocabulary, word_keys
+def test_the_vocabulary_finds_every_word_added_as_its_table_grows_and_keys_them_apart():
+    import numpy as np
+
+    from monitor.candidates import word_keys
+    from monitor.stories import WORD, Vocabulary, _letters
 
     vocabulary = Vocabulary()
-    first = [f"w{i:04d}" for i in range(SORT_AFTER + 1)]
+    letters = itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=4)
+    # As many distinct stems as its first table has slots: twice what that may hold.
+    first = ["q" + "".join(t) for t in itertools.islice(letters, len(vocabulary._table))]
     vocabulary.add(dict.fromkeys(first, 0))
     n = len(first)
-    # More than SORT_AFTER words new: sorted, then found as arrays; words added since, one by one.
+    assert len(vocabulary._table) >= 2 * n
     assert vocabulary.lookup(word_array(first)).tolist() == list(range(n))
     vocabulary.add({"中文字": 0, "тюрьм": 0, "abc": 0})
-    later = ["abc", "w0007", "中文字", "тюрьм", "unkno", "中文", "w4096"]
-    assert vocabulary.lookup(word_array(later)).tolist() == [n + 2, 7, n, n + 1, -1, -1, 4096]
-    keys = word_keys(word_array(["abc", "abcd", "abcde", "abd", "тюрьм", "дети", "中文", "中文字"]))
+    later = ["abc", first[7], "中文字", "тюрьм", "unkno", "中文", first[4096], ""]
+    assert vocabulary.lookup(word_array(later)).tolist() == [n + 2, 7, n, n + 1, -1, -1, 4096, -1]
+    # Read-only words (a chunk's, straight from the articles' bytes) are looked up alike.
+    readonly = np.frombuffer(word_array(later).tobytes(), WORD)
+    assert vocabulary.lookup(readonly).tolist()[:3] == [n + 2, 7, n]
+    words = ["abc", "abcd", "abcde", "abd", "тюрьм", "дети", "中文", "中文字"]
+    keys = word_keys(_letters(word_array(words)))
     assert len(set(keys.tolist())) == 8
     assert [k >> 63 for k in keys.tolist()] == [0, 0, 0, 0, 0, 0, 1, 1]
 
