@@ -16,7 +16,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from monitor import store
+from monitor import netguard, store
 from monitor.collect import collect
 from monitor.config import load_config
 from monitor.errors import BlockedAddress
@@ -334,6 +334,41 @@ def test_a_burst_of_requests_to_one_host_leaves_its_connections_open_for_the_nex
     first, second = asyncio.run(bursts())
     assert len(first) == 32
     assert second == first  # the same 32 connections, none opened anew
+
+
+def test_a_server_sending_faster_than_we_read_fills_no_more_than_the_read_ahead(
+    server, monkeypatch
+):
+    """netguard._Connection stops reading its socket once READ_AHEAD bytes wait unread, and
+    starts again as they are read: a fast server (or a hostile one) cannot fill the collector's
+    memory faster than it reads, and the body still arrives whole."""
+    body = bytes(range(256)) * 32_000  # 8 MB
+    server.route("/big.bin", srv.static(body, content_type="application/octet-stream"))
+    most = 0
+    received = netguard._Connection.data_received
+
+    def counted(self: netguard._Connection, data: bytes) -> None:
+        nonlocal most
+        received(self, data)
+        most = max(most, self.buffered)
+
+    monkeypatch.setattr(netguard._Connection, "data_received", counted)
+
+    async def read_slowly() -> bytes:
+        transport = guarded_transport(httpx.Limits(max_connections=1), is_allowed=lambda _: True)
+        client = httpx.AsyncClient(transport=transport)
+        async with client, client.stream("GET", server.url("/big.bin")) as r:
+            chunks: list[bytes] = []
+            async for chunk in r.aiter_raw():
+                if not chunks:
+                    await asyncio.sleep(0.3)  # the server sends on meanwhile
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    assert asyncio.run(read_slowly()) == body
+    # Reached while we slept, never passed by more than one read of the socket (asyncio reads
+    # up to 256 KB at a time); without the pause it was most of the 8 MB.
+    assert netguard.READ_AHEAD < most <= netguard.READ_AHEAD + 256 * 1024
 
 
 def test_a_cookie_set_on_the_way_comes_back_through_the_redirect_and_at_the_next_poll(server):
