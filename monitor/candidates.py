@@ -218,7 +218,7 @@ def warm() -> None:
         np.zeros(1, np.int32), np.zeros(1, np.float32), one, one, one, one, one,
         np.zeros(1, np.float32),
     )  # fmt: skip
-    letters = np.zeros((1, 5), np.uint32)
+    letters = np.zeros((1, 1), np.uint32)  # any width: numba types the 2-D array alone
     readonly = letters.copy()
     readonly.flags.writeable = False  # words read straight from the articles' Text bytes
     keys = word_keys(letters)

@@ -173,7 +173,7 @@ class _Memory:
         return pairs
 
     def _room_for_words(self) -> None:
-        words = len(self.vocabulary.ids)
+        words = len(self.vocabulary)
         if words <= len(self.word_fill):
             return
         size = max(words, 2 * len(self.word_fill), 4096)
@@ -495,15 +495,10 @@ def _ids(db: sqlite_utils.Database, words: npt.NDArray[np.str_]) -> npt.NDArray[
     return ids
 
 
-def _load_docs(db: sqlite_utils.Database, words: Iterable[str]) -> None:
-    """Make sure the stored counts of these words are in memory."""
-    vocabulary = _memory(db).vocabulary
-    missing = dict.fromkeys(w for w in words if w not in vocabulary.ids)
-    if missing:
-        stored = select_in(
-            db, "SELECT word, docs FROM story_words WHERE word IN ({marks})", list(missing)
-        )
-        vocabulary.add({**dict.fromkeys(missing, 0), **dict(stored)})
+def _load_docs(db: sqlite_utils.Database, words: list[str]) -> None:
+    """Add these words, which the vocabulary does not have (distinct), with their stored counts."""
+    stored = select_in(db, "SELECT word, docs FROM story_words WHERE word IN ({marks})", words)
+    _memory(db).vocabulary.add({**dict.fromkeys(words, 0), **dict(stored)})
 
 
 Member = tuple[str, str, str, str, str, str]

@@ -232,7 +232,6 @@ class Vocabulary:
     """
 
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
         self._words: list[str] = []
         """Word id -> word."""
         self._table = np.zeros(1 << 14, np.uint64)
@@ -247,30 +246,31 @@ class Vocabulary:
         self._written = self.docs.copy()
         """Word id -> articles using it as last written (see unwritten())."""
 
+    def __len__(self) -> int:
+        return len(self._words)
+
     def add(self, words: Mapping[str, int]) -> None:
-        """New words with their stored counts."""
-        start = len(self.ids)
-        self.ids.update(zip(words, range(start, start + len(words)), strict=True))
+        """New words (ones lookup() does not find) with their stored counts."""
+        start = len(self._words)
         self._words.extend(words)
-        if len(self.ids) > len(self.docs):
-            grow = max(len(self.ids), 2 * len(self.docs)) - len(self.docs)
+        end = len(self._words)
+        if end > len(self.docs):
+            grow = max(end, 2 * len(self.docs)) - len(self.docs)
             self.docs = np.concatenate([self.docs, np.zeros(grow, np.int64)])
             self._written = np.concatenate([self._written, np.zeros(grow, np.int64)])
-        self.docs[start : len(self.ids)] = self._written[start : len(self.ids)] = list(
-            words.values()
-        )
+        self.docs[start:end] = self._written[start:end] = list(words.values())
         loops = compiled()
-        if 2 * len(self.ids) > len(self._table):  # at most half full, or probes grow long
+        if 2 * end > len(self._table):  # at most half full, or probes grow long
             used = self._owners >= 0
             keys, ids = self._table[used], self._owners[used]
             size = len(self._table)
-            while size < 2 * len(self.ids):
+            while size < 2 * end:
                 size *= 2
             self._table = np.zeros(size, np.uint64)
             self._owners = np.full(size, -1, np.int64)
             loops.place(self._table, self._owners, keys, ids)
         keys = loops.word_keys(_letters(word_array(words)))
-        loops.place(self._table, self._owners, keys, np.arange(start, len(self.ids)))
+        loops.place(self._table, self._owners, keys, np.arange(start, end))
 
     def lookup(self, words: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
         """The ids of these words (an array of WORD), -1 for a word not added yet."""
