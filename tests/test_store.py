@@ -254,11 +254,12 @@ def test_failure_backs_off_keeps_articles_and_success_resets(db):
         assert state.consecutive_failures == n
         assert state.next_poll == iso(NOW + timedelta(seconds=600 * 2 ** (n - 1)))
     assert rows(db, "SELECT count(*) FROM articles") == [(1,)]  # a failed poll stores nothing
-    assert rows(db, "SELECT last_error, etag FROM sources WHERE name = 'RNZ'") == [
-        ("HTTP 500", '"v1"')
+    assert rows(db, "SELECT last_error, etag, flag FROM sources WHERE name = 'RNZ'") == [
+        ("HTTP 500", '"v1"', f"failing: 3 polls in a row since {NOW:%Y-%m-%d %H:%M} UTC")
     ]
     store.record_poll(db, ok(), 600, [])
     assert store.source_state(db, "RNZ").consecutive_failures == 0
+    assert rows(db, "SELECT flag FROM sources WHERE name = 'RNZ'") == [(None,)]
     statuses = rows(db, "SELECT status, http_status FROM fetches ORDER BY id")
     assert statuses == [("ok", 200)] + [("http_error", 500)] * 3 + [("ok", 200)]
 
