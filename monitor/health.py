@@ -16,6 +16,11 @@ FAILING_AFTER = 3
 """Failed polls in a row before a source is flagged: one or two are the web being the web."""
 QUIET_FLOOR = timedelta(hours=24)
 QUIET_FACTOR = 3
+RATE_HISTORY = timedelta(days=30)
+RATE_POLLS = 100
+"""A source's usual rate is judged from its polls that brought something new in RATE_HISTORY,
+the latest RATE_POLLS of them at most: a search polled every 10 minutes that finds something
+each time has 4,320 in 30 days, and reading them all cost 3.3 ms a poll (0.1 ms with 100)."""
 
 
 def next_poll(
@@ -40,9 +45,10 @@ def flag(
 ) -> str | None:
     """Why staff should look at this source, or None.
 
-    `new_times` are the polls that brought new articles, oldest first (the last 30 days). A source
-    is 'failing' after FAILING_AFTER failed polls in a row, and 'silent' when it has brought
-    nothing new for longer than QUIET_FACTOR times its usual gap (at least a day).
+    `new_times` are the polls that brought new articles, oldest first (the latest RATE_POLLS in
+    RATE_HISTORY). A source is 'failing' after FAILING_AFTER failed polls in a row, and 'silent'
+    when it has brought nothing new for longer than QUIET_FACTOR times its usual gap (at least a
+    day).
     """
     if failures >= FAILING_AFTER:
         since = f" since {last_ok:%Y-%m-%d %H:%M} UTC" if last_ok else " (never succeeded)"

@@ -656,10 +656,10 @@ def _flag(
     """What staff should be told about the source after this poll (None: nothing)."""
     rows = db.execute(
         """SELECT started FROM fetches
-        WHERE source = ? AND new > 0 AND started >= ? ORDER BY started""",
-        [source, iso(now - timedelta(days=30))],
+        WHERE source = ? AND new > 0 AND started >= ? ORDER BY started DESC LIMIT ?""",
+        [source, iso(now - health.RATE_HISTORY), health.RATE_POLLS],
     ).fetchall()
-    new_times = [from_iso(r[0]) for r in rows]
+    new_times = [from_iso(r[0]) for r in reversed(rows)]
     if counts.new:
         new_times.append(now)  # this poll's fetches row is written after us
     if status == "no_articles":

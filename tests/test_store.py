@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import store, store_stories
+from monitor import health, store, store_stories
 from monitor.config import Config, Source
 from monitor.dates import iso
 from monitor.errors import DatabaseError
@@ -262,6 +262,20 @@ def test_failure_backs_off_keeps_articles_and_success_resets(db):
     assert rows(db, "SELECT flag FROM sources WHERE name = 'RNZ'") == [(None,)]
     statuses = rows(db, "SELECT status, http_status FROM fetches ORDER BY id")
     assert statuses == [("ok", 200)] + [("http_error", 500)] * 3 + [("ok", 200)]
+
+
+def test_a_busy_source_going_quiet_is_judged_by_its_latest_polls(db):
+    """A search finding something every 10 minutes has thousands of such polls a month; the
+    flag reads the latest health.RATE_POLLS of them, so it must be the latest it reads."""
+    busy = [NOW - timedelta(hours=26, minutes=10 * k) for k in range(3 * health.RATE_POLLS)]
+    db.conn.executemany(
+        "INSERT INTO fetches (source, started, status, new, duration_ms) VALUES ('RNZ', ?, 'ok', 1, 5)",
+        [(iso(t),) for t in busy],
+    )
+    store.record_poll(db, Poll("RNZ", NOW, 5, "not_modified", http_status=304), 600)
+    assert rows(db, "SELECT flag FROM sources WHERE name = 'RNZ'") == [
+        ("silent: nothing new for 26 hours (usually every 10 minutes)",)
+    ]
 
 
 def test_retry_after_is_stored_and_defers_next_poll(db):
