@@ -47,13 +47,13 @@ clean:
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.stories_bench
-	$(BIN)/python -m bench.health_bench
+	$(BIN)/python -m bench.growth_bench
 	$(BIN)/python -m bench.pages_bench
 	$(BIN)/python -m bench.load_bench
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.stories_bench --quick
-	$(BIN)/python -m bench.health_bench --quick
+	$(BIN)/python -m bench.growth_bench --quick
 	$(BIN)/python -m bench.pages_bench --quick
 	$(BIN)/python -m bench.load_bench --quick

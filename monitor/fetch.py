@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import http.cookiejar
 import logging
+import time
+import urllib.request
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from httpx._types import CookieTypes
 
 from monitor import __version__
 from monitor.errors import (
@@ -111,7 +115,7 @@ class Fetcher:
         )
 
     def _make_client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
+        client = _Client(
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
@@ -119,7 +123,7 @@ class Fetcher:
         )
         # The client's jar, as a _Cookies: httpx offers no public way to give it one (httpx
         # is pinned below 0.29; netguard touches its pool the same way).
-        client._cookies = _Cookies()
+        client._cookies = _Cookies(_Jar())
         return client
 
     def _client(self, limits: Limits) -> httpx.AsyncClient:
@@ -220,6 +224,70 @@ def _parsed(url: str) -> httpx.URL:
     of 304s) and copies a parsed URL in 0.3 us. Bounded: a collector polls the same few
     thousand addresses for months."""
     return httpx.URL(url)
+
+
+class _Client(httpx.AsyncClient):
+    """httpx's client, handing its own jar to each request instead of a copy of it.
+
+    httpx copies the client's whole jar into every request it builds, twice, and the copy asks
+    every cookie's domain whether it matches: with the cookies of 100 sites (a CDN's
+    bot-management cookie each) building a request took 1.4 ms, with 1,000 sites 10 ms, where a
+    whole poll answered 304 costs ~0.6 ms. The copy protects against per-request cookies, which
+    the collector never sets; the jar is only read there (_Jar: the request's own domains).
+    """
+
+    def _merge_cookies(self, cookies: CookieTypes | None = None) -> CookieTypes | None:
+        jar = self.cookies.jar
+        if cookies or not isinstance(jar, _Jar):
+            return super()._merge_cookies(cookies)
+        return jar if jar.holds_any() else None
+
+
+class _Jar(http.cookiejar.CookieJar):
+    """http.cookiejar's jar, looking in a request's own domains only, not in every domain it
+    holds (each asked through the policy, which parses the request's URL again every time), and
+    sweeping out expired cookies once a minute instead of after every request (a walk of every
+    cookie; an expired one is never sent either way)."""
+
+    SWEEP_S = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = 0.0
+
+    def holds_any(self) -> bool:
+        return bool(self._cookies)  # type: ignore[attr-defined]
+
+    def __bool__(self) -> bool:  # not __len__'s walk of every cookie
+        return self.holds_any()
+
+    def _cookies_for_request(self, request: urllib.request.Request) -> list[http.cookiejar.Cookie]:
+        held: dict[str, object] = self._cookies  # type: ignore[attr-defined]
+        cookies: list[http.cookiejar.Cookie] = []
+        for domain in _domains(*http.cookiejar.eff_request_host(request)):  # type: ignore[attr-defined]
+            if domain in held:
+                cookies.extend(self._cookies_for_domain(domain, request))  # type: ignore[attr-defined]
+        return cookies
+
+    def clear_expired_cookies(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_S
+            super().clear_expired_cookies()
+
+
+def _domains(host: str, effective: str) -> list[str]:
+    """The jar's keys a cookie sent to `host` can be filed under, most specific first: the host
+    and each parent domain, with and without a domain cookie's leading dot; `effective` is the
+    host as the policy also matches it ("intranet" -> "intranet.local"). A superset of what
+    DefaultCookiePolicy.domain_return_ok accepts, which still checks each one."""
+    names: list[str] = []
+    for name in (host, effective):
+        labels = name.split(".")
+        for i in range(len(labels)):
+            parent = ".".join(labels[i:])
+            names += ("." + parent, parent)
+    return list(dict.fromkeys([*names, ""]))
 
 
 class _Cookies(httpx.Cookies):
