@@ -169,9 +169,14 @@ def word_keys(letters: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
 
 
 @_compiled
-def _slot(key: np.uint64, mask: int) -> np.int64:
+def _probe(table: npt.NDArray[np.uint64], owners: Ints, key: np.uint64) -> np.int64:
+    """The slot holding `key`, or the free slot where it belongs (linear probing)."""
+    mask = len(table) - 1
     spread = key * _SPREAD
-    return np.int64(spread ^ (spread >> _HALF)) & mask
+    at = np.int64(spread ^ (spread >> _HALF)) & mask
+    while owners[at] >= 0 and table[at] != key:
+        at = (at + 1) & mask
+    return at
 
 
 @_compiled
@@ -181,11 +186,8 @@ def place(
     """Enter each key with its id into an open-addressing table (`table` the keys, `owners`
     their ids, -1 where a slot is free; a power of two long, at most half full). A key already
     there keeps its first id."""
-    mask = len(table) - 1
     for n in range(len(keys)):
-        at = _slot(keys[n], mask)
-        while owners[at] >= 0 and table[at] != keys[n]:
-            at = (at + 1) & mask
+        at = _probe(table, owners, keys[n])
         if owners[at] < 0:
             table[at] = keys[n]
             owners[at] = ids[n]
@@ -197,12 +199,8 @@ def find(
 ) -> npt.NDArray[np.int64]:
     """The id of each key in the table place() filled, -1 for a key not there."""
     found = np.empty(len(keys), np.int64)
-    mask = len(table) - 1
     for n in range(len(keys)):
-        at = _slot(keys[n], mask)
-        while owners[at] >= 0 and table[at] != keys[n]:
-            at = (at + 1) & mask
-        found[n] = owners[at]
+        found[n] = owners[_probe(table, owners, keys[n])]
     return found
 
 
