@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from monitor import store
+from monitor.cli import tune_gc
 from monitor.collect import Polling, poll_source
 from monitor.config import load_config
 
@@ -71,6 +72,7 @@ async def passes(config_path: Path, db_path: Path, count: int) -> list[dict[str,
 
 
 def main() -> None:
+    tune_gc()  # as `monitor run` does
     config, db = Path(sys.argv[1]), Path(sys.argv[2])
     print(json.dumps(asyncio.run(passes(config, db, 1 + UNCHANGED))))
 

@@ -82,6 +82,11 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def main(verbose: int) -> None:
     """Media monitoring for campaign teams: feeds -> SQLite -> Datasette."""
     setup_logging(verbose)
+    tune_gc()
+
+
+def tune_gc() -> None:
+    """The garbage collector as every command runs it (call it once the imports are done)."""
     gc.set_threshold(GC_THRESHOLD)
     # What is loaded by now (~40,000 objects: modules, classes, functions) lives as long as the
     # process: out of the collector's passes over old objects, and its passes at exit.
