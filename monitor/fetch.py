@@ -249,8 +249,8 @@ class _Client(httpx.AsyncClient):
         response = await super()._send_single_request(request)
         # The stream httpx wraps a body in points back at its response, to set `elapsed` when
         # closed: a cycle of ~40 objects a request (the request, streams, httpcore's pool
-        # entry) that only the cyclic garbage collector frees. A pass of 1,000 304s left
-        # 39,000 of them, a collection every ~500 polls; held weakly, refcounting frees them.
+        # entry) that only the cyclic garbage collector frees (a pass of 1,000 304s left 39,000
+        # of them). Held weakly, the response and all it holds go by refcount once dropped.
         # As encode/httpx#3733 proposes; httpx is pinned below 0.29.
         if isinstance(response.stream, BoundAsyncStream):
             response.stream._response = weakref.proxy(response)
