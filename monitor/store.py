@@ -430,13 +430,12 @@ def _prefetch(db: sqlite_utils.Database, wanted: set[Lookup]) -> dict[Lookup, di
 @dataclass
 class _New:
     item: Item
+    """As it will be stored: a later copy in the same batch replaces it (merge())."""
     source: str
     first_seen: datetime
     seen: str
     """first_seen as stored."""
     updated: str
-    topics: set[str]
-    matched: dict[str, list[str]]
 
 
 class _NewArticles:
@@ -457,10 +456,7 @@ class _NewArticles:
                 "SELECT coalesce(max(id), 0) + 1 FROM articles"
             ).fetchone()
         article_id = self.first + len(self.articles)
-        self.articles.append(
-            _New(item, source, first_seen, stamp, stamp, set(item.topics),
-                 {k: list(v) for k, v in item.matched.items()})
-        )  # fmt: skip
+        self.articles.append(_New(item, source, first_seen, stamp, stamp))
         for k in lookups:
             self.ids[k] = article_id
         return article_id
@@ -471,12 +467,14 @@ class _NewArticles:
         """A later copy of a new article, as _update() treats a stored one: True if changed."""
         new = self.articles[article_id - self.first]
         old = new.item
-        topics = _revise(article_id, old.title, old.summary, new.topics, item, stamp, history)
+        topics = _revise(article_id, old.title, old.summary, set(old.topics), item, stamp, history)
         if topics is None:
             return False
-        new.item = dataclasses.replace(old, title=item.title, summary=item.summary)
-        new.topics, new.updated = topics, stamp
-        new.matched.update((k, list(v)) for k, v in item.matched.items())
+        new.item = dataclasses.replace(
+            old, title=item.title, summary=item.summary, topics=tuple(sorted(topics)),
+            matched={**old.matched, **item.matched},
+        )  # fmt: skip
+        new.updated = stamp
         return True
 
     def write(self) -> set[int]:
@@ -500,10 +498,10 @@ class _NewArticles:
         for n, (a, p) in enumerate(zip(self.articles, placed, strict=True)):
             item, seen, story = a.item, a.seen, p.story_id
             published = iso(item.published) if item.published else seen
-            topics = json.dumps(sorted(a.topics)) if a.topics else "[]"
+            topics = json.dumps(sorted(item.topics)) if item.topics else "[]"
             rows.append((
                 first + n, item.url, item.title, item.summary, published, seen, a.updated,
-                a.source, item.outlet, topics, _terms_json(a.matched), item.guid, item.link,
+                a.source, item.outlet, topics, _terms_json(item.matched), item.guid, item.link,
                 int(item.aggregated), story, p.reason, item.text.words,
             ))  # fmt: skip
             if story >= first:  # started in this batch: every member is here

@@ -7,6 +7,7 @@ a new pickup joins and never renumbers, and `restory` over the same articles giv
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -544,7 +545,7 @@ def write_stories(db: sqlite_utils.Database, members: Mapping[int, Sequence[Memb
 def _story_row(story_id: int, members: Sequence[Member]) -> tuple[Any, ...]:
     title, url, outlet, published, seen, topics = members[0]
     if len(members) == 1:  # most stories; articles' topics are stored sorted, as stories' are
-        return (story_id, title, url, outlet, published, seen, seen, 1, json.dumps([outlet]), 1,
+        return (story_id, title, url, outlet, published, seen, seen, 1, _only(outlet), 1,
                 topics)  # fmt: skip
     outlets = list(dict.fromkeys(m[2] for m in members))
     every = sorted({t for m in members for t in json.loads(m[5])})
@@ -553,6 +554,13 @@ def _story_row(story_id: int, members: Sequence[Member]) -> tuple[Any, ...]:
         max(m[4] for m in members), len(outlets), json.dumps(outlets), len(members),
         json.dumps(every),
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _only(outlet: str) -> str:
+    # A story of one article names one outlet; a source's articles all name the same few, and
+    # json.dumps for each story of a batch of 2,000 cost 1.4 µs a time, 0.07 s a full cycle.
+    return json.dumps([outlet])
 
 
 def refresh_topics(db: sqlite_utils.Database) -> None:

@@ -316,17 +316,25 @@ def test_poll_records_are_kept_for_90_days(db):
 
 def test_polls_written_together_count_as_if_written_alone(db):
     # Both sources carry article 1 in one batch: one article, seen by both, with the topics of
-    # both; the second copy is edited, so its text wins and the first goes to history.
-    edited = item(1, guid="s1", title="Headline 1 corrected", topics=("campaign",))
+    # both (and the words that matched each); the second copy is edited, so its text wins and
+    # the first goes to history.
+    first = item(1, topics=("detention",), matched={"detention": ("prison",)})
+    edited = item(
+        1, guid="s1", title="Headline 1 corrected", topics=("campaign",),
+        matched={"campaign": ("asylum",)},
+    )  # fmt: skip
     counts = store.record_polls(db, [
-        store.Written(ok("RNZ"), 600, [item(1), item(2)]),
+        store.Written(ok("RNZ"), 600, [first, item(2)]),
         store.Written(ok("Stuff"), 600, [edited, item(3)]),
     ])  # fmt: skip
     assert [(c.new, c.updated, c.unchanged) for c in counts] == [(2, 0, 0), (1, 1, 0)]
     assert rows(db, "SELECT id, title, topics FROM articles ORDER BY id") == [
-        (1, "Headline 1 corrected", '["campaign"]'), (2, item(2).title, "[]"),
+        (1, "Headline 1 corrected", '["campaign", "detention"]'), (2, item(2).title, "[]"),
         (3, item(3).title, "[]"),
     ]  # fmt: skip
+    assert json.loads(rows(db, "SELECT matched FROM articles WHERE id = 1")[0][0]) == {
+        "campaign": ["asylum"], "detention": ["prison"],
+    }  # fmt: skip
     assert rows(db, "SELECT article_id, source FROM sightings ORDER BY 1, 2") == [
         (1, "RNZ"), (1, "Stuff"), (2, "RNZ"), (3, "Stuff"),
     ]  # fmt: skip
