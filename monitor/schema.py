@@ -71,7 +71,12 @@ class Checkpointer:
     seconds, PASSIVE (it waits for nobody), with the GIL released while SQLite works.
     """
 
-    def __init__(self, db: sqlite_utils.Database, every: float = 2.0) -> None:
+    EVERY_S = 0.5
+    """Often enough that the last checkpoint, which a collection pass waits for when it stops,
+    has little left to copy (after 1,000 changed feeds: 0.02-0.06 s, 0.10-0.12 s every 2 s);
+    with nothing new in the log one costs microseconds."""
+
+    def __init__(self, db: sqlite_utils.Database, every: float = EVERY_S) -> None:
         self.db = db
         self.every = every
         self.path = path_of(db)
