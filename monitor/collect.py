@@ -25,12 +25,11 @@ from monitor.dates import iso
 from monitor.entries import ParsedFeed
 from monitor.errors import FetchError, HTTPStatusError, NoArticles, ParseError, RetryLater
 from monitor.fetch import Fetcher, Limits, Response
-from monitor.normalise import Item, normalise_feed
+from monitor.normalise import Item
 from monitor.pages import Robots, article_links, read_pages
-from monitor.parse import parse_feed
+from monitor.read import items_of, read_feed
 from monitor.sitemap import parse_sitemap, recent_children
 from monitor.store import Counts, Poll, Written
-from monitor.topics import matcher_for, tag
 from monitor.workers import Workers
 from monitor.writer import Writer
 
@@ -223,43 +222,10 @@ async def _fetch_and_parse(
             feed = await _read_sitemap(source, db, fetcher, limits, response.body, started)
         else:
             feed = await _read_section_page(source, db, fetcher, limits, response)
-        read = _items_of(feed, response.url, source, started, topics)
+        read = items_of(feed, response.url, source, started, topics)
     # Only items kept (tagged, and matching a topic where the source requires one) are resolved.
     items = await _resolve_aggregator_links(read.items, db, fetcher, limits)
     return dataclasses.replace(poll, warnings=read.warnings, filtered=read.filtered), items
-
-
-@dataclass(frozen=True)
-class Read:
-    """What a poll found in a feed (or sitemap, or section page)."""
-
-    items: list[Item]
-    """Normalised and tagged with their topics."""
-    warnings: tuple[str, ...]
-    filtered: int
-    """Items dropped because the source requires a topic and they matched none."""
-
-
-def read_feed(
-    body: bytes,
-    url: str,
-    headers: dict[str, str],
-    source: Source,
-    started: datetime,
-    topics: Mapping[str, str],
-) -> Read:
-    """A feed's body -> its items (a job for Workers: pure, picklable in and out)."""
-    feed = parse_feed(body, url, headers, source.max_items)
-    return _items_of(feed, url, source, started, topics)
-
-
-def _items_of(
-    feed: ParsedFeed, url: str, source: Source, started: datetime, topics: Mapping[str, str]
-) -> Read:
-    """A parsed feed's items, tagged, with its warnings and one for each entry skipped."""
-    items, skipped = normalise_feed(feed, url, source, started)
-    kept, filtered = tag(items, matcher_for(topics), source)
-    return Read(kept, feed.warnings + tuple(skipped), filtered)
 
 
 async def _read_sitemap(
