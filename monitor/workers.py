@@ -101,6 +101,11 @@ class _Worker:
     async def start(cls) -> _Worker:
         process, ours = _spawn()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
+        # No flow control on jobs (the pass bounds the polls under way): with asyncio's default
+        # of 64 KB a job's drain() waited until the worker had read every job queued before it,
+        # which it does only as it finishes them, so answers ready in turn were taken up all at
+        # once when the queue ran dry, and the writer waited meanwhile (BENCHMARKS.md, 1).
+        writer.transport.set_write_buffer_limits(high=2**62)
         return cls(process, reader, writer)
 
     async def call(self, job: Callable[..., Any], args: tuple[object, ...]) -> Any:

@@ -82,6 +82,29 @@ def test_answers_reach_their_own_callers_when_one_gave_up_waiting():
     with_a_worker(scenario)
 
 
+def nap_with(seconds: float, payload: bytes) -> float:
+    started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+    time.sleep(seconds)
+    return started
+
+
+def test_an_answer_is_taken_up_when_it_is_ready_not_when_the_queue_behind_it_is_read():
+    # Jobs the size of feeds, queued together as a pass queues them: the first caller has its
+    # answer while the last job still waits its turn (not once the worker has read them all).
+    async def scenario(workers: Workers) -> None:
+        await workers.run(pid_and_square, 1)  # the worker is up
+
+        async def timed(n: int) -> tuple[float, float]:
+            started = await workers.run(nap_with, 0.15, bytes(500_000 + n))
+            return started, time.monotonic()
+
+        jobs = await asyncio.gather(*(timed(n) for n in range(5)))
+        first_answered, last_started = jobs[0][1], jobs[-1][0]
+        assert first_answered < last_started
+
+    with_a_worker(scenario)
+
+
 def test_no_processes_means_a_thread_of_this_process():
     async def scenario() -> None:
         workers = Workers(0)
