@@ -256,6 +256,11 @@ class _Pool(httpcore.AsyncConnectionPool):
         kept: list[httpcore.AsyncConnectionInterface] = []
         idle: list[httpcore.AsyncConnectionInterface] = []
         for connection in self._connections:
+            # In use: nothing to decide until its request ends (then this pass sees it again).
+            # Most connections are, and asking each was most of a pass's cost.
+            if id(connection) in spoken_for:
+                kept.append(connection)
+                continue
             if connection.is_closed():
                 continue
             if not connection.is_idle():
@@ -266,8 +271,7 @@ class _Pool(httpcore.AsyncConnectionPool):
                 closing.append(connection)
             else:
                 kept.append(connection)
-                if id(connection) not in spoken_for:
-                    idle.append(connection)
+                idle.append(connection)
         surplus = len(idle) - self._max_keepalive_connections
         if surplus > 0:  # the longest idle go
             for connection in idle[:surplus]:
