@@ -21,7 +21,7 @@ from pathlib import Path
 
 from monitor import store
 from monitor.cli import tune_gc
-from monitor.collect import Polling, poll_source
+from monitor.collect import Polling, poll_sources
 from monitor.config import load_config
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,7 +56,7 @@ async def passes(config_path: Path, db_path: Path, count: int) -> list[dict[str,
     try:
         for _ in range(count):
             t0, c0 = time.perf_counter(), cpu_seconds()
-            await asyncio.gather(*(poll_source(s, polling) for s in config.sources))
+            await poll_sources(config.sources, polling)
             # What the pass wrote is written before the clock stops (the writer gathers).
             await polling.writer.drain()
             figures.append(

@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -142,7 +142,7 @@ async def collect(
     sources = [s for s in config.sources if wanted is None or s.name in wanted]
     polling = Polling.start(config, db)
     try:
-        return list(await asyncio.gather(*(poll_source(s, polling, clock) for s in sources)))
+        return await poll_sources(sources, polling, clock)
     finally:
         await polling.close()
 
@@ -154,14 +154,31 @@ that a pass of changed feeds does not pile up parsed items faster than they are 
 (500 MB for 1,000 feeds of 50 items without it)."""
 
 
-async def poll_source(source: Source, polling: Polling, clock: Clock = utcnow) -> Report:
+async def poll_sources(
+    sources: Sequence[Source], polling: Polling, clock: Clock = utcnow
+) -> list[Report]:
+    """Poll these sources at once."""
+    states = store.source_states(polling.db, [s.name for s in sources])
+    polls = (poll_source(s, polling, clock, states[s.name]) for s in sources)
+    return list(await asyncio.gather(*polls))
+
+
+async def poll_source(
+    source: Source,
+    polling: Polling,
+    clock: Clock = utcnow,
+    state: store.SourceState | None = None,
+) -> Report:
+    """Poll one source; `state` is its state as stored when the caller read it for a pass
+    (only this source's polls change it, and the caller polls it once at a time)."""
     async with polling.under_way:
-        return await _poll(source, polling, clock)
+        if state is None:
+            state = store.source_state(polling.db, source.name)
+        return await _poll(source, polling, clock, state)
 
 
-async def _poll(source: Source, polling: Polling, clock: Clock) -> Report:
+async def _poll(source: Source, polling: Polling, clock: Clock, state: store.SourceState) -> Report:
     started = clock()
-    state = store.source_state(polling.db, source.name)
     if state.retry_after and state.retry_after > iso(started):
         wait = f"the server asked us to wait until {state.retry_after}"
         return Report(source.name, "deferred", error=wait)

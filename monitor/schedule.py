@@ -88,12 +88,10 @@ class Collector:
     async def poll_due(self) -> None:
         await self.reload_if_changed()
         self.publish()
-        now = utcnow()
-        for name in store.due_sources(self.db, now):
-            if name in self.in_flight:
-                continue
+        due = [n for n in store.due_sources(self.db, utcnow()) if n not in self.in_flight]
+        for name, state in store.source_states(self.db, due).items():
             source = self.config.source(name)
-            poll = poll_source(source, self.polling)
+            poll = poll_source(source, self.polling, state=state)
             task = asyncio.create_task(poll)
             self.in_flight[name] = task
             task.add_done_callback(functools.partial(self._done, name))
