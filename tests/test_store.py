@@ -287,6 +287,19 @@ def test_retry_after_is_stored_and_defers_next_poll(db):
     assert store.due_sources(db, NOW + timedelta(hours=1)) == ["Stuff"]
 
 
+def test_a_pass_reads_every_sources_state_at_once_and_a_new_source_starts_fresh(db):
+    store.record_poll(db, ok(), 600, [item(1)])
+    states = store.source_states(db, ["Stuff", "RNZ", "Not yet synced"])
+    assert list(states) == ["Stuff", "RNZ", "Not yet synced"]
+    assert (states["RNZ"].etag, states["RNZ"].next_poll) == (
+        '"v1"',
+        iso(NOW + timedelta(seconds=600)),
+    )
+    assert (
+        states["Stuff"] == states["Not yet synced"] == store.SourceState(None, None, None, 0, None)
+    )
+
+
 def test_a_failed_write_leaves_nothing_half_written(db, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
