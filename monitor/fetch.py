@@ -97,7 +97,7 @@ class Fetcher:
         # on one host (Google News searches, an outlet's several feeds) poll on the connections
         # the last ones used. Kept to 8 (when httpcore's own pool was quadratic in them), a
         # benchmark cycle of 1,000 feeds reconnected 450 times and took ~0.9 s longer; with
-        # netguard._Pool's one pass, 32 idle cost no more CPU than 8 (BENCHMARKS.md).
+        # netguard._Pool's one pass, 32 idle cost no more CPU than 8 (bench/HISTORY.md).
         pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         tls = httpx.create_ssl_context(trust_env=False)
         self._public = self._make_client(transport or guarded_transport(pool, ssl_context=tls))

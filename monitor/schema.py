@@ -412,7 +412,7 @@ Each write adds a segment and FTS5 merges as it writes. Measured on 200,000 arti
 500 a transaction: 17.1 µs an article for the index at 8 against 20.9 at 4, for 21 segments
 instead of 12, so a ranked search of a rare word takes 1.07 ms instead of 0.80 and one of a
 word in 18 % of articles 44 ms instead of 38: searches stay far inside their targets, and
-ingest is the figure still short of its own (BENCHMARKS.md)."""
+ingest is the tighter figure (bench/HISTORY.md)."""
 
 
 @migration

@@ -228,7 +228,7 @@ class Vocabulary:
     Weighing articles is then a few array operations per batch of articles, and scoring them
     against their candidates a compiled loop over arrays (candidates.py), instead of Python
     loops (or numpy calls) per article: deciding a story took about 1 ms an article with
-    dicts, 0.9 ms with numpy calls per article (BENCHMARKS.md, figure 4).
+    dicts, 0.9 ms with numpy calls per article (bench/HISTORY.md, figure 4).
     """
 
     def __init__(self) -> None:

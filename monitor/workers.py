@@ -10,7 +10,7 @@ Jobs and results cross a socket as length-prefixed pickles, read and written by 
 itself. concurrent.futures' process pool puts two threads of its own in the collector (one
 feeding the pipe, one reading results and waking the loop) and a wake-up per job: for a pass of
 1,000 changed feeds, 1.2-1.3 s of the collector's CPU against 0.8-0.9 s this way, in the
-process that is a full cycle's bottleneck (BENCHMARKS.md).
+process that is a full cycle's bottleneck (bench/HISTORY.md).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class _Worker:
         # No flow control on jobs (the pass bounds the polls under way): with asyncio's default
         # of 64 KB a job's drain() waited until the worker had read every job queued before it,
         # which it does only as it finishes them, so answers ready in turn were taken up all at
-        # once when the queue ran dry, and the writer waited meanwhile (BENCHMARKS.md, 1).
+        # once when the queue ran dry, and the writer waited meanwhile (bench/HISTORY.md).
         writer.transport.set_write_buffer_limits(high=2**62)
         return cls(process, reader, writer)
 
