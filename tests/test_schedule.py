@@ -60,6 +60,31 @@ def test_poll_due_polls_each_due_source_once_and_reloads_config(server, tmp_path
     assert len(server.requests_to("/rnz.xml")) == 1
 
 
+def test_a_tick_polls_each_due_source_with_the_validators_it_stored(server, tmp_path, db_path):
+    # A tick reads the due sources' states in one query; each poll must still get its own.
+    rnz = server.feed("/rnz.xml", "rnz_national.xml", etag='"RNZ-1"')
+    stuff = server.feed("/stuff.xml", "stuff_atom.xml", etag='"Stuff-1"')
+    sources = [{"name": "RNZ", "url": rnz}, {"name": "Stuff", "url": stuff}]
+    config_path = write_config(tmp_path, sources)
+
+    async def scenario() -> None:
+        collector = Collector.open(config_path, db_path)
+        for _ in range(2):
+            await collector.poll_due()
+            await asyncio.gather(*collector.in_flight.values())
+            await collector.polling.writer.drain()
+            collector.db.execute("UPDATE sources SET next_poll = '2000-01-01T00:00:00Z'")
+        await collector.stop()
+        collector.db.close()
+
+    asyncio.run(scenario())
+    assert [r.headers.get("if-none-match") for r in server.requests_to("/rnz.xml")] == [
+        None,
+        '"RNZ-1"',
+    ]
+    assert server.requests_to("/stuff.xml")[-1].headers["if-none-match"] == '"Stuff-1"'
+
+
 def test_daily_housekeeping_writes_through_the_writer_and_keeps_its_memory(
     server, tmp_path, db_path
 ):
