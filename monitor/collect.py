@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import re
 import sqlite3
@@ -228,6 +229,12 @@ async def _fetch_and_parse(
     )
     if response.not_modified:
         return poll, []
+    if source.type == "feed":
+        read_as = digest(response, source, topics)
+        if read_as == state.body_digest:
+            # The bytes the last poll read, read the same way: the same items, already stored.
+            return dataclasses.replace(poll, status="not_modified"), []
+        poll = dataclasses.replace(poll, body_digest=read_as)
     polling.writer.expect_articles()
     if source.type == "feed":
         # CPU-bound: off the event loop (in a second process where there is a core for it),
@@ -243,6 +250,23 @@ async def _fetch_and_parse(
     # Only items kept (tagged, and matching a topic where the source requires one) are resolved.
     items = await _resolve_aggregator_links(read.items, db, fetcher, limits)
     return dataclasses.replace(poll, warnings=read.warnings, filtered=read.filtered), items
+
+
+READ_WITH = ("content-type", "content-language")
+"""The response headers reading a feed depends on (its encoding, its language)."""
+
+
+def digest(response: Response, source: Source, topics: Mapping[str, str]) -> str:
+    """What reading a feed depends on, hashed: its body, the headers and address it is read
+    with, the source's settings and the topics. A server without ETag or Last-Modified sends
+    the same feed again and again; with its digest as last read, the poll skips the reading
+    (~4 ms a feed of 50 items, and the writer's lookups of each), and a change to the config
+    has the same bytes read afresh."""
+    headers = {k.lower(): v for k, v in response.headers.items() if k.lower() in READ_WITH}
+    how = repr((response.url, sorted(headers.items()), source, sorted(topics.items())))
+    hashed = hashlib.blake2b(how.encode(), digest_size=16)
+    hashed.update(response.body)
+    return hashed.hexdigest()
 
 
 async def _read_sitemap(

@@ -420,3 +420,10 @@ def m010_fts_fewer_merges(db: sqlite_utils.Database) -> None:
     db.execute(
         "INSERT INTO articles_fts (articles_fts, rank) VALUES ('automerge', ?)", [FTS_AUTOMERGE]
     )
+
+
+@migration
+def m011_body_digest(db: sqlite_utils.Database) -> None:
+    # Many feeds send no ETag or Last-Modified (or ignore them) and answer every poll with the
+    # whole feed: the digest of what was last read lets an identical body skip the reading.
+    db.execute("ALTER TABLE sources ADD COLUMN body_digest TEXT")

@@ -71,6 +71,52 @@ def test_good_feeds_land_in_full_and_then_answer_304(server, tmp_path, db_path):
     ]  # fmt: skip
 
 
+def test_a_feed_sent_again_byte_for_byte_is_not_read_again(server, tmp_path, db_path):
+    # The server sends no ETag or Last-Modified, so every poll gets the whole feed.
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    config = write_config(tmp_path, [{"name": "RNZ", "url": url}])
+    assert run(config, db_path)["RNZ"].counts.new == 3
+    again = run(config, db_path)["RNZ"]
+    assert (again.status, again.counts) == ("not_modified", store.Counts())
+    assert query(db_path, "SELECT status, http_status, bytes > 0 FROM fetches ORDER BY id") == [
+        ("ok", 200, 1),
+        ("not_modified", 200, 1),
+    ]
+    # A new item in the feed: other bytes, read.
+    body = (srv.FIXTURES / "feeds" / "rnz_national.xml").read_text()
+    item = body.index("<item>")
+    extra = "<item><title>Detention review due</title><link>{base}/news/999</link></item>"
+    server.route(
+        "/rnz.xml",
+        srv.static(f"{body[:item]}{extra}{body[item:]}".replace("{base}", server.base).encode()),
+    )
+    changed = run(config, db_path)["RNZ"]
+    assert (changed.status, changed.counts.new, changed.counts.unchanged) == ("ok", 1, 3)
+
+
+def test_the_same_bytes_are_read_again_when_the_config_reads_them_differently(
+    server, tmp_path, db_path
+):
+    # Items a source drops for matching no topic are not stored: had the unchanged body been
+    # skipped after the topics changed, the item that now matches would never be read.
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    source = {"name": "RNZ", "url": url, "require_topic": True}
+    config = write_config(tmp_path, [source], topics={"detention": "asylum"})
+    assert run(config, db_path)["RNZ"].counts.new == 1
+    config = write_config(tmp_path, [source], topics={"detention": "asylum", "sport": "series"})
+    reread = run(config, db_path)["RNZ"]
+    assert (reread.status, reread.counts.new) == ("ok", 1)
+    titles = query(db_path, "SELECT title FROM articles WHERE topics LIKE '%sport%'")
+    assert titles == [("Black Caps seal series win in Hamilton",)]
+
+
+def test_a_body_that_failed_to_read_is_read_again(server, tmp_path, db_path):
+    url = server.route("/rnz.xml", srv.static(b"<html><body>Down for maintenance</body></html>"))
+    config = write_config(tmp_path, [{"name": "RNZ", "url": url}])
+    first, second = run(config, db_path)["RNZ"], run(config, db_path)["RNZ"]
+    assert first.failed and second.failed and first.status == second.status
+
+
 def test_user_agent_is_honest(server, tmp_path, db_path):
     url = server.feed("/rnz.xml", "rnz_national.xml")
     run(write_config(tmp_path, [{"name": "RNZ", "url": url}]), db_path)

@@ -78,6 +78,7 @@ def test_schema_is_wal_and_migrations_are_idempotent(tmp_path):
         ("m008_fts_in_bulk",),
         ("m009_public_headlines_in_two_parts",),
         ("m010_fts_fewer_merges",),
+        ("m011_body_digest",),
     ]
     # The setting lives in the index itself: every connection (Datasette's too) writes with it.
     config = dict(rows(db, "SELECT k, v FROM articles_fts_config"))
@@ -296,7 +297,9 @@ def test_a_pass_reads_every_sources_state_at_once_and_a_new_source_starts_fresh(
         iso(NOW + timedelta(seconds=600)),
     )
     assert (
-        states["Stuff"] == states["Not yet synced"] == store.SourceState(None, None, None, 0, None)
+        states["Stuff"]
+        == states["Not yet synced"]
+        == store.SourceState(None, None, None, 0, None, None)
     )
 
 
