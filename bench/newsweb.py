@@ -3,6 +3,8 @@
 Feeds alternate RSS 2.0 and Atom, carry ~50 items with HTML summaries of a few hundred
 characters, answer If-None-Match with 304, and every tenth is slow (a 50 ms pause). The content
 of every feed changes when `cycle` is bumped, so a pass can be "all changed" or "all unchanged".
+The same feeds under /plain/ come without an ETag, as from a server that sends none: every
+poll gets the whole body.
 """
 
 from __future__ import annotations
@@ -69,11 +71,12 @@ class NewsWeb:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                n = int(self.path.strip("/").split(".")[0].removeprefix("feed"))
+                validators = not self.path.startswith("/plain/")
+                n = int(self.path.rsplit("/", 1)[1].split(".")[0].removeprefix("feed"))
                 body, etag = web.body(n)
                 if n % 10 == 0:
                     time.sleep(0.05)
-                if self.headers.get("If-None-Match") == etag:
+                if validators and self.headers.get("If-None-Match") == etag:
                     self.send_response(304)
                     self.send_header("ETag", etag)
                     self.send_header("Content-Length", "0")
@@ -82,7 +85,8 @@ class NewsWeb:
                 self.send_response(200)
                 kind = "application/atom+xml" if n % 2 else "application/rss+xml"
                 self.send_header("Content-Type", f"{kind}; charset=utf-8")
-                self.send_header("ETag", etag)
+                if validators:
+                    self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -104,9 +108,9 @@ class NewsWeb:
         for n in range(self.feeds):
             self.body(n)
 
-    def url(self, n: int) -> str:
+    def url(self, n: int, validators: bool = True) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/feed{n}.xml"
+        return f"http://{host!s}:{port}/{'' if validators else 'plain/'}feed{n}.xml"
 
     def start(self) -> None:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -7,7 +7,8 @@ collector on every run; `monitor run` pays that once and then polls for months. 
 every source of CONFIG twice with one Polling (client, matcher, feed-reading worker, writer),
 as the scheduler's ticks do, and prints the wall time and CPU seconds of each pass as JSON:
 this process and its children (the feed-reading worker), read from /proc. The first pass finds
-every feed changed; the UNCHANGED passes after it find every feed answering 304.
+every feed changed; the UNCHANGED passes after it find every feed answering 304 (or, from the
+loopback web's /plain/ feeds, sending the same bytes again).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
    sqlite-utils upsert per item).
 2. Unchanged cycle (every feed answers 304): time and CPU as a fraction of the changed cycle,
    for `monitor collect` (a fresh interpreter each time) and for passes of a running collector
-   (bench/passes.py: what the scheduler pays each pass once it is up; the median of 5 passes).
+   (bench/passes.py: what the scheduler pays each pass once it is up; the median of 5 passes);
+   the passes again with every feed sent whole, the same bytes, without an ETag.
 3. Ingest into a store already holding 0 and 100K articles (1M without --quick), FTS and
    indexes on: items/s through the collector's writer (polls arriving together) and a poll at
    a time, against raw executemany into the same store without FTS (the ceiling).
@@ -90,13 +91,13 @@ def run_child(args: list[str]) -> dict[str, float]:
 MONITOR = str(Path(sys.executable).parent / "monitor")
 
 
-def write_config(web: NewsWeb, feeds: int, directory: Path) -> Path:
-    config = directory / "feeds.yaml"
+def write_config(web: NewsWeb, feeds: int, directory: Path, validators: bool = True) -> Path:
+    config = directory / ("feeds.yaml" if validators else "feeds-plain.yaml")
     config.write_text(yaml.safe_dump({
         "defaults": {"interval": "10m", "timeout": "120s", "allow_private": True},
         # One loopback host plays a thousand outlets: the per-host limit must not be the gate.
         "collector": {"concurrency": 32, "per_host": 1000},
-        "sources": [{"name": f"feed{n}", "url": web.url(n)} for n in range(feeds)],
+        "sources": [{"name": f"feed{n}", "url": web.url(n, validators)} for n in range(feeds)],
     }))  # fmt: skip
     return config
 
@@ -123,14 +124,10 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
         log.info("unchanged cycle: our collector")
         unchanged = run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
         log.info("steady state: a changed pass, then unchanged ones, in one collector")
-        steady = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "bench.passes", str(config), str(directory / "passes.db")],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        )
+        steady = running_passes(config, directory / "passes.db")
+        log.info("steady state again, the feeds sent whole every time (no ETag)")
+        plain = write_config(web, feeds, directory, validators=False)
+        identical = running_passes(plain, directory / "passes-plain.db")
         log.info("full cycle: the naive collector")
         naive_db = directory / "naive.db"
         naive = run_child(
@@ -139,7 +136,6 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
     finally:
         web.stop()
     items = feeds * ITEMS
-    quiet = sorted(steady[1:], key=lambda r: r["cpu_s"])[len(steady[1:]) // 2]  # the median
     stored = store.open_db(db).execute("SELECT count(*) FROM articles").fetchone()[0]
     return {
         "feeds": feeds,
@@ -151,10 +147,26 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
         "speedup": round(naive["wall_s"] / ours["wall_s"], 2),
         "unchanged": {**unchanged,
                       "cpu_fraction_of_changed": round(unchanged["cpu_s"] / max(ours["cpu_s"], 0.01), 3)},
-        "running_collector": {"changed_pass": steady[0], "unchanged_pass": quiet,
-                              "unchanged_passes_cpu_s": [r["cpu_s"] for r in steady[1:]],
-                              "cpu_fraction_of_changed": round(quiet["cpu_s"] / max(steady[0]["cpu_s"], 0.01), 3)},
+        "running_collector": steady,
+        "running_collector_identical_bodies": identical,
     }  # fmt: skip
+
+
+def running_passes(config: Path, db: Path) -> dict[str, object]:
+    """bench/passes.py: a changed pass, then unchanged ones; the median unchanged pass."""
+    passes = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bench.passes", str(config), str(db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    changed, rest = passes[0], passes[1:]
+    quiet = sorted(rest, key=lambda r: r["cpu_s"])[len(rest) // 2]
+    return {"changed_pass": changed, "unchanged_pass": quiet,
+            "unchanged_passes_cpu_s": [r["cpu_s"] for r in rest],
+            "cpu_fraction_of_changed": round(quiet["cpu_s"] / max(changed["cpu_s"], 0.01), 3)}  # fmt: skip
 
 
 def ingest(size: int, directory: Path) -> dict[str, float]:
@@ -256,7 +268,6 @@ def main() -> None:
     results(RESULTS, "ingest", stores)
     results(RESULTS, "machine", machine)
     o, n, u = cycles["ours"], cycles["naive"], cycles["unchanged"]  # type: ignore[index]
-    running = cycles["running_collector"]  # type: ignore[index]
     print(f"\n1. Full cycle, {feeds} feeds, {cycles['items']:,} items")
     print(f"   {'':10} {'wall s':>8} {'items/s':>9} {'CPU s':>7} {'peak RSS MB':>12}")
     for name, r in (("ours", o), ("naive", n)):
@@ -269,12 +280,16 @@ def main() -> None:
         f"2. Unchanged cycle: {u['wall_s']} s wall, {u['cpu_s']} s CPU "
         f"= {u['cpu_fraction_of_changed']:.1%} of the changed cycle's CPU (monitor collect)"
     )
-    changed, unchanged = running["changed_pass"], running["unchanged_pass"]
-    print(
-        f"   in a running collector: changed pass {changed['wall_s']} s wall, {changed['cpu_s']} s "
-        f"CPU; unchanged pass {unchanged['wall_s']} s wall, {unchanged['cpu_s']} s CPU "
-        f"= {running['cpu_fraction_of_changed']:.1%} (the median of {running['unchanged_passes_cpu_s']} s)"
-    )
+    for key, what in (("running_collector", "every feed 304"),
+                      ("running_collector_identical_bodies", "every feed the same body, no ETag")):  # fmt: skip
+        running = cycles[key]  # type: ignore[index]
+        changed, unchanged = running["changed_pass"], running["unchanged_pass"]
+        print(
+            f"   in a running collector, {what}: changed pass {changed['wall_s']} s wall, "
+            f"{changed['cpu_s']} s CPU; unchanged pass {unchanged['wall_s']} s wall, "
+            f"{unchanged['cpu_s']} s CPU = {running['cpu_fraction_of_changed']:.1%} "
+            f"(the median of {running['unchanged_passes_cpu_s']} s)"
+        )
     print("3. Ingest with FTS, stories and indexes, 5,000 articles")
     for size, r in stores.items():
         print(
