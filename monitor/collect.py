@@ -161,21 +161,17 @@ async def poll_sources(
 ) -> list[Report]:
     """Poll these sources at once."""
     states = store.source_states(polling.db, [s.name for s in sources])
-    polls = (poll_source(s, polling, clock, states[s.name]) for s in sources)
+    polls = (poll_source(s, states[s.name], polling, clock) for s in sources)
     return list(await asyncio.gather(*polls))
 
 
 async def poll_source(
-    source: Source,
-    polling: Polling,
-    clock: Clock = utcnow,
-    state: store.SourceState | None = None,
+    source: Source, state: store.SourceState, polling: Polling, clock: Clock = utcnow
 ) -> Report:
     """Poll one source; `state` is its state as stored when the caller read it for a pass
-    (only this source's polls change it, and the caller polls it once at a time)."""
+    (store.source_states: only this source's polls change it, and a caller polls it once at a
+    time)."""
     async with polling.under_way:
-        if state is None:
-            state = store.source_state(polling.db, source.name)
         return await _poll(source, polling, clock, state)
 
 
@@ -230,12 +226,10 @@ async def _fetch_and_parse(
     )
     if response.not_modified:
         return poll, []
-    if source.type == "feed":
-        read_as = digest(response, source, topics)
-        if read_as == state.body_digest:
-            # The bytes the last poll read, read the same way: the same items, already stored.
-            return dataclasses.replace(poll, status="not_modified"), []
-        poll = dataclasses.replace(poll, body_digest=read_as)
+    read_as = digest(response, source, topics) if source.type == "feed" else None
+    if read_as is not None and read_as == state.body_digest:
+        # The bytes the last poll read, read the same way: the same items, already stored.
+        return dataclasses.replace(poll, status="not_modified"), []
     polling.writer.expect_articles()
     if source.type == "feed":
         # CPU-bound: off the event loop (in a second process where there is a core for it),
@@ -250,7 +244,10 @@ async def _fetch_and_parse(
         read = items_of(feed, response.url, source, started, topics)
     # Only items kept (tagged, and matching a topic where the source requires one) are resolved.
     items = await _resolve_aggregator_links(read.items, db, fetcher, limits)
-    return dataclasses.replace(poll, warnings=read.warnings, filtered=read.filtered), items
+    done = dataclasses.replace(
+        poll, warnings=read.warnings, filtered=read.filtered, body_digest=read_as
+    )
+    return done, items
 
 
 READ_WITH = ("content-type", "content-language")

@@ -91,7 +91,7 @@ class Collector:
         due = [n for n in store.due_sources(self.db, utcnow()) if n not in self.in_flight]
         for name, state in store.source_states(self.db, due).items():
             source = self.config.source(name)
-            poll = poll_source(source, self.polling, state=state)
+            poll = poll_source(source, state, self.polling)
             task = asyncio.create_task(poll)
             self.in_flight[name] = task
             task.add_done_callback(functools.partial(self._done, name))

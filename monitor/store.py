@@ -114,10 +114,6 @@ def source_states(db: sqlite_utils.Database, names: Sequence[str]) -> dict[str, 
     return {name: found.get(name, SourceState(None, None, None, 0, None, None)) for name in names}
 
 
-def source_state(db: sqlite_utils.Database, name: str) -> SourceState:
-    return source_states(db, [name])[name]
-
-
 def due_sources(db: sqlite_utils.Database, now: datetime) -> list[str]:
     """Active sources whose next poll time has come (or that were never polled)."""
     rows = db.execute(

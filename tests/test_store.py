@@ -251,7 +251,7 @@ def test_failure_backs_off_keeps_articles_and_success_resets(db):
     for n in range(1, 4):
         fail = Poll("RNZ", NOW, 5, "http_error", http_status=500, error="HTTP 500")
         store.record_poll(db, fail, 600, [item(99)])
-        state = store.source_state(db, "RNZ")
+        state = store.source_states(db, ["RNZ"])["RNZ"]
         assert state.consecutive_failures == n
         assert state.next_poll == iso(NOW + timedelta(seconds=600 * 2 ** (n - 1)))
     assert rows(db, "SELECT count(*) FROM articles") == [(1,)]  # a failed poll stores nothing
@@ -259,7 +259,7 @@ def test_failure_backs_off_keeps_articles_and_success_resets(db):
         ("HTTP 500", '"v1"', f"failing: 3 polls in a row since {NOW:%Y-%m-%d %H:%M} UTC")
     ]
     store.record_poll(db, ok(), 600, [])
-    assert store.source_state(db, "RNZ").consecutive_failures == 0
+    assert store.source_states(db, ["RNZ"])["RNZ"].consecutive_failures == 0
     assert rows(db, "SELECT flag FROM sources WHERE name = 'RNZ'") == [(None,)]
     statuses = rows(db, "SELECT status, http_status FROM fetches ORDER BY id")
     assert statuses == [("ok", 200)] + [("http_error", 500)] * 3 + [("ok", 200)]
@@ -283,7 +283,7 @@ def test_retry_after_is_stored_and_defers_next_poll(db):
     until = NOW + timedelta(hours=2)
     poll = Poll("RNZ", NOW, 5, "retry_later", http_status=429, error="wait", retry_after=until)
     store.record_poll(db, poll, 600, [])
-    state = store.source_state(db, "RNZ")
+    state = store.source_states(db, ["RNZ"])["RNZ"]
     assert state.retry_after == state.next_poll == "2026-11-25T03:00:00Z"
     assert store.due_sources(db, NOW + timedelta(hours=1)) == ["Stuff"]
 

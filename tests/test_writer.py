@@ -92,7 +92,7 @@ def test_close_waits_for_the_polls_waiting_to_be_written(db):
         await writer.close()
 
     asyncio.run(record_then_close())
-    assert store.source_state(db, "RNZ").consecutive_failures == 0
+    assert store.source_states(db, ["RNZ"])["RNZ"].consecutive_failures == 0
     assert rows(db, "SELECT count(*) FROM articles") == [(1,)]
 
 
