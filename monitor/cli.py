@@ -99,7 +99,7 @@ def setup_logging(verbose: int = 0) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The monitor's own progress is worth seeing by default; libraries only when asked.
     logging.getLogger("monitor").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    for chatty in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+    for chatty in ("httpx", "aiohttp", "apscheduler", "uvicorn.access"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 

@@ -93,20 +93,19 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
-        # Every connection a burst opened is kept idle (for httpx's 5 s keep-alive): sources
-        # on one host (Google News searches, an outlet's several feeds) poll on the connections
-        # the last ones used. Kept to 8 (when httpcore's own pool was quadratic in them), a
-        # benchmark cycle of 1,000 feeds reconnected 450 times and took ~0.9 s longer; with
-        # netguard._Pool's one pass, 32 idle cost no more CPU than 8 (bench/HISTORY.md).
-        pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # Every connection a burst opened stays open for 5 s of keep-alive: sources on one host
+        # (Google News searches, an outlet's several feeds) poll on the connections the last
+        # ones used. With 8 kept idle, a benchmark cycle of 1,000 feeds reconnected 450 times
+        # and took ~0.9 s longer (bench/HISTORY.md).
+        pool = httpx.Limits(max_connections=concurrency, keepalive_expiry=5.0)
         tls = httpx.create_ssl_context(trust_env=False)
         self._public = self._make_client(transport or guarded_transport(pool, ssl_context=tls))
         # Sources with allow_private get their own pool: no connection is shared across the line.
         self._private = self._make_client(guarded_transport(pool, lambda _: True, tls))
         self._per_host = per_host
-        # At most `concurrency` requests inside httpx at once: httpcore's pool does work per
-        # queued request on every event, so with many hosts a pass of 304s cost twice the CPU
-        # when every request queued there (measured: 1,000 sources, 7.9 s against 18.5 s).
+        # At most `concurrency` requests inside httpx at once: the rest wait here, before a
+        # request is built, not in a pool (httpcore's did work per queued request on every
+        # event: a pass of 304s of 1,000 sources cost 18.5 s so, 7.9 s queued here).
         self._slots = asyncio.Semaphore(concurrency)
         self.robots_cache: dict[str, Any] = {}
         """robots.txt rules per origin, for pages.Robots."""
@@ -124,7 +123,7 @@ class Fetcher:
             transport=transport,
         )
         # The client's jar, as a _Cookies: httpx offers no public way to give it one (httpx
-        # is pinned below 0.29; netguard touches its pool the same way).
+        # is pinned below 0.29).
         client._cookies = _Cookies(_Jar())
         return client
 
@@ -248,9 +247,9 @@ class _Client(httpx.AsyncClient):
     async def _send_single_request(self, request: httpx.Request) -> httpx.Response:
         response = await super()._send_single_request(request)
         # The stream httpx wraps a body in points back at its response, to set `elapsed` when
-        # closed: a cycle of ~40 objects a request (the request, streams, httpcore's pool
-        # entry) that only the cyclic garbage collector frees (a pass of 1,000 304s left 39,000
-        # of them). Held weakly, the response and all it holds go by refcount once dropped.
+        # closed: a cycle of ~40 objects a request (the request, the streams, the transport's
+        # response) that only the cyclic garbage collector frees (a pass of 1,000 304s left
+        # 39,000 of them). Held weakly, the response and all it holds go by refcount once dropped.
         # As encode/httpx#3733 proposes; httpx is pinned below 0.29.
         if isinstance(response.stream, BoundAsyncStream):
             response.stream._response = weakref.proxy(response)

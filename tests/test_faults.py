@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import aiohttp
 import httpx
 import pytest
 
@@ -23,7 +24,7 @@ from monitor.collect import collect
 from monitor.config import load_config
 from monitor.errors import BlockedAddress
 from monitor.fetch import Fetcher, Limits
-from monitor.netguard import GuardedBackend, guarded_transport, is_public
+from monitor.netguard import guarded_transport, is_public
 from tests import server as srv
 from tests.conftest import write_config
 
@@ -234,8 +235,8 @@ def test_redirect_to_an_internal_address_is_refused_at_that_hop(server):
 
 
 def test_a_pooled_connection_the_server_closed_is_not_reused():
-    """The pool asks our stream whether an idle connection is readable (netguard._Stream): a
-    server that closed it must be seen, or the next request is sent down a dead socket."""
+    """A server that closed an idle connection must be seen by the pool, or the next request
+    is sent down a dead socket."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)  # a client that wrongly reuses the dead socket never comes back
     port = listener.getsockname()[1]
@@ -270,42 +271,6 @@ def test_a_pooled_connection_the_server_closed_is_not_reused():
         assert asyncio.run(main()) == [200, 200]
     finally:
         listener.close()
-
-
-def test_many_requests_in_flight_reuse_the_pools_connections(server, monkeypatch):
-    """netguard._Pool: 64 requests, 32 at a time, each answered, partly on connections reused as
-    they come free. httpcore's own pool closed every connection coming free while more than
-    max_keepalive were open, so each request opened one (64 a round, measured); here idle ones
-    are counted, and only those beyond the 8 kept idle are closed."""
-    path = server.feed("/rnz.xml", "rnz_national.xml")
-    opened: list[object] = []
-    connect = GuardedBackend.connect_tcp
-
-    async def counted(self, *args, **kwargs):
-        opened.append(args)
-        return await connect(self, *args, **kwargs)
-
-    monkeypatch.setattr(GuardedBackend, "connect_tcp", counted)
-
-    async def rounds() -> list[tuple[int, int, int]]:
-        pool = httpx.Limits(max_connections=32, max_keepalive_connections=8)
-        transport = guarded_transport(pool, is_allowed=lambda _: True)
-        found = []
-        async with Fetcher(contact="test", concurrency=32, per_host=32, transport=transport) as f:
-            for _ in range(2):
-                before = len(opened)
-                responses = await asyncio.gather(
-                    *(f.get(path, limits=Limits(total=10)) for _ in range(64))
-                )
-                answered = sum(r.status == 200 and bool(r.body) for r in responses)
-                idle = sum(c.is_idle() for c in transport._pool.connections)
-                found.append((answered, len(opened) - before, idle))
-        return found
-
-    (answered, first, idle), (again, second, _) = asyncio.run(rounds())
-    assert answered == again == 64
-    assert idle == 8
-    assert first + second <= 100  # 37-48 a round here
 
 
 def test_a_burst_of_requests_to_one_host_leaves_its_connections_open_for_the_next(server):
@@ -457,20 +422,20 @@ def test_a_poll_leaves_no_reference_cycle_for_the_garbage_collector(server):
 def test_a_server_sending_faster_than_we_read_fills_no_more_than_the_read_ahead(
     server, monkeypatch
 ):
-    """netguard._Connection stops reading its socket once READ_AHEAD bytes wait unread, and
-    starts again as they are read: a fast server (or a hostile one) cannot fill the collector's
-    memory faster than it reads, and the body still arrives whole."""
+    """A connection stops reading its socket once twice netguard.READ_AHEAD bytes of the body
+    wait unread, and starts again as they are read: a fast server (or a hostile one) cannot
+    fill the collector's memory faster than it reads, and the body still arrives whole."""
     body = bytes(range(256)) * 32_000  # 8 MB
     server.route("/big.bin", srv.static(body, content_type="application/octet-stream"))
     most = 0
-    received = netguard._Connection.data_received
+    received = aiohttp.StreamReader.feed_data
 
-    def counted(self: netguard._Connection, data: bytes) -> None:
+    def counted(self: aiohttp.StreamReader, *args) -> None:
         nonlocal most
-        received(self, data)
-        most = max(most, self.buffered)
+        received(self, *args)
+        most = max(most, self._size)
 
-    monkeypatch.setattr(netguard._Connection, "data_received", counted)
+    monkeypatch.setattr(aiohttp.StreamReader, "feed_data", counted)
 
     async def read_slowly() -> bytes:
         transport = guarded_transport(httpx.Limits(max_connections=1), is_allowed=lambda _: True)
@@ -486,7 +451,7 @@ def test_a_server_sending_faster_than_we_read_fills_no_more_than_the_read_ahead(
     assert asyncio.run(read_slowly()) == body
     # Reached while we slept, never passed by more than one read of the socket (asyncio reads
     # up to 256 KB at a time); without the pause it was most of the 8 MB.
-    assert netguard.READ_AHEAD < most <= netguard.READ_AHEAD + 256 * 1024
+    assert 2 * netguard.READ_AHEAD < most <= 2 * netguard.READ_AHEAD + 256 * 1024
 
 
 def test_a_cookie_set_on_the_way_comes_back_through_the_redirect_and_at_the_next_poll(server):
