@@ -234,6 +234,25 @@ def test_redirect_to_an_internal_address_is_refused_at_that_hop(server):
     assert server.requests_to("/rnz.xml") and len(server.requests_to("/rnz.xml")) == 1
 
 
+def test_a_name_whose_every_address_is_private_is_refused_naming_them(server):
+    """The guard checks the addresses a name resolves to (aiohttp resolves names, and takes an
+    address literal as it is), each as its socket is made: the error names the host and the
+    addresses refused (127.0.0.1 for localhost here; ::1 too where it resolves to both)."""
+    server.feed("/rnz.xml", "rnz_national.xml")
+    url = f"http://localhost:{server.httpd.server_address[1]}/rnz.xml"
+
+    async def fetch() -> None:
+        async with Fetcher(contact="test") as fetcher:
+            await fetcher.get(url, limits=Limits(total=5))
+
+    with pytest.raises(BlockedAddress) as refused:
+        asyncio.run(fetch())
+    assert "refused to connect localhost (" in str(refused.value)
+    assert "127.0.0.1" in str(refused.value)
+    assert "not a public address" in str(refused.value)
+    assert server.requests_to("/rnz.xml") == []
+
+
 def test_a_pooled_connection_the_server_closed_is_not_reused():
     """A server that closed an idle connection must be seen by the pool, or the next request
     is sent down a dead socket."""
