@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -164,13 +165,21 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
         aiohttp.ClientOSError,
         aiohttp.ServerDisconnectedError,
     ) as e:
-        raise httpx.ReadError(str(e) or type(e).__name__, request=request) from None
+        raise httpx.ReadError(_one_line(e), request=request) from None
     except aiohttp.NonHttpUrlClientError:  # a redirect to ftp:, say (httpx follows it here)
         raise httpx.UnsupportedProtocol(str(request.url), request=request) from None
     except aiohttp.ClientResponseError as e:  # not HTTP as it should be
-        raise httpx.RemoteProtocolError(e.message, request=request) from None
+        raise httpx.RemoteProtocolError(_one_line(e), request=request) from None
     except aiohttp.ClientError as e:
         raise httpx.TransportError(f"{type(e).__name__}: {e}", request=request) from None
+
+
+def _one_line(e: Exception) -> str:
+    """aiohttp's message for a person, on one line: its parser's errors quote the offending line
+    with a caret under it, and a body cut short wraps its cause's repr."""
+    text = str(getattr(e, "message", "") or e) or type(e).__name__
+    text = re.sub(r"<\w+: \d+, message='(.*)'>", r"\1", text)
+    return " ".join(word for word in text.split() if word != "^")
 
 
 def guarded_transport(

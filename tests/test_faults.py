@@ -22,7 +22,7 @@ import pytest
 from monitor import fetch, netguard, store
 from monitor.collect import collect
 from monitor.config import load_config
-from monitor.errors import BlockedAddress
+from monitor.errors import BlockedAddress, Unreachable
 from monitor.fetch import Fetcher, Limits
 from monitor.netguard import guarded_transport, is_public
 from tests import server as srv
@@ -251,6 +251,52 @@ def test_a_name_whose_every_address_is_private_is_refused_naming_them(server):
     assert "127.0.0.1" in str(refused.value)
     assert "not a public address" in str(refused.value)
     assert server.requests_to("/rnz.xml") == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (b"\x00\x01garbage\r\n\r\n", "Bad status line: Expected HTTP/, RTSP/ or ICE/: b'\\x00\\x01garbage'"),
+        (b"HTTP/1.1 200 OK\r\nX Bad: 1\r\nContent-Length: 2\r\n\r\nok", "Invalid header token: b'X Bad: 1'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", "(received 3 of 100 bytes)"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "Invalid character in chunk size"),
+        (b"", "Server disconnected"),
+    ],
+)  # fmt: skip
+def test_a_server_breaking_http_is_named_on_one_line(reply, said):
+    """What the parser found wrong, as a person reads it in `monitor sources`: aiohttp quotes
+    the offending line with a caret on the line below, and wraps a short body's cause."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        for _ in range(2):  # a request the server drops is retried once (RFC 9112 9.3.1)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(reply)
+            conn.close()
+
+    async def fetch() -> None:
+        server = asyncio.get_running_loop().run_in_executor(None, answer)
+        try:
+            async with Fetcher(contact="test") as fetcher:
+                url = f"http://127.0.0.1:{port}/feed"
+                await fetcher.get(url, limits=Limits(total=5, allow_private=True))
+        finally:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting for no retry
+            listener.close()
+            await asyncio.gather(server, return_exceptions=True)
+
+    with pytest.raises(Unreachable) as broke:
+        asyncio.run(fetch())
+    message = str(broke.value)
+    assert message.startswith("the connection broke mid-response: ")
+    assert said in message
+    assert "\n" not in message and "^" not in message
 
 
 def test_a_pooled_connection_the_server_closed_is_not_reused():
