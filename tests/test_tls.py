@@ -1,5 +1,5 @@
-"""Feeds over HTTPS, through the collector's own network backend (netguard._Stream on asyncio's
-transports): a real TLS server on 127.0.0.1 with a certificate from a test authority."""
+"""Feeds over HTTPS, through the collector's own transport (netguard: aiohttp's connections
+under httpx): a real TLS server on 127.0.0.1 with a certificate from a test authority."""
 
 from __future__ import annotations
 
