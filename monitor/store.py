@@ -622,7 +622,8 @@ def _record_health(
     else:
         db.execute(
             """UPDATE sources SET last_poll = ?, last_ok = ?, last_status = ?,
-                last_http_status = ?, last_error = NULL, last_warnings = ?,
+                last_http_status = ?, last_error = NULL,
+                last_warnings = CASE WHEN ? = 'not_modified' THEN last_warnings ELSE ? END,
                 consecutive_failures = 0, retry_after = NULL, next_poll = ?,
                 etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),
                 body_digest = COALESCE(?, body_digest),
@@ -633,6 +634,7 @@ def _record_health(
                 stamp,
                 poll.status,
                 poll.http_status,
+                poll.status,  # content unchanged since the poll that read it: its warnings hold
                 _warnings(poll.warnings),
                 iso(due),
                 poll.etag,

@@ -65,6 +65,9 @@ def test_good_feeds_land_in_full_and_then_answer_304(server, tmp_path, db_path):
     again = run(config, db_path)
     assert {r.status for r in again.values()} == {"not_modified"}
     assert server.requests_to("/rnz.xml")[-1].headers["if-none-match"] == '"RNZ-1"'
+    # The same content as last read: what was wrong with it still is.
+    (warnings,) = query(db_path, "SELECT last_warnings FROM sources WHERE name = 'Newsroom'")
+    assert "ill-formed feed" in warnings[0]
     assert query(db_path, "SELECT count(*) FROM articles") == [(9,)]
     assert query(db_path, "SELECT status, count(*) FROM fetches GROUP BY status ORDER BY status") == [
         ("not_modified", 5), ("ok", 5),
