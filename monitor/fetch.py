@@ -67,6 +67,8 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    moved: bool = False
+    """A redirect on the way was permanent (301, 308): `url` is the address to use now."""
 
     @property
     def not_modified(self) -> bool:
@@ -177,7 +179,8 @@ class Fetcher:
                 if r.status_code >= 400:
                     await _raise_for_status(r)
                 body = await _read_capped(r, limits.max_bytes)
-                return Response(str(r.url), r.status_code, dict(r.headers), body)
+                moved = any(hop.status_code in PERMANENT for hop in r.history)
+                return Response(str(r.url), r.status_code, dict(r.headers), body, moved)
         except httpx.ConnectTimeout:
             raise FetchTimeout(url, f"could not connect within {limits.connect:g}s") from None
         except httpx.ReadTimeout:
@@ -343,6 +346,7 @@ async def _raise_for_status(r: httpx.Response) -> None:
     raise HTTPStatusError(url, r.status_code, f"HTTP {r.status_code} {reason}: {hint}")
 
 
+PERMANENT = (301, 308)
 CHALLENGE_STATUSES = (403, 429, 503)
 CHALLENGE_PEEK = 64 * 1024
 _CHALLENGE_MARKERS = {

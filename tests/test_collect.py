@@ -74,6 +74,23 @@ def test_good_feeds_land_in_full_and_then_answer_304(server, tmp_path, db_path):
     ]  # fmt: skip
 
 
+def test_a_feed_that_moved_for_good_is_read_and_its_new_address_given(server, tmp_path, db_path):
+    feed = server.feed("/news/rss.xml", "rnz_national.xml")
+    server.route("/old.xml", srv.redirect(server.url("/news/rss.xml"), 301))
+    server.route("/via-308.xml", srv.redirect(server.url("/old.xml"), 308))
+    server.route("/for-now.xml", srv.redirect(server.url("/news/rss.xml"), 302))
+    config = write_config(tmp_path, [
+        {"name": "Moved", "url": server.url("/via-308.xml")},
+        {"name": "Elsewhere for now", "url": server.url("/for-now.xml")},
+    ])  # fmt: skip
+    reports = run(config, db_path)
+    moved, elsewhere = reports["Moved"], reports["Elsewhere for now"]
+    assert (moved.status, moved.counts.new) == ("ok", 3)
+    assert moved.warnings[0] == f"moved permanently to {feed}: update its url"
+    assert elsewhere.status == "ok"
+    assert not any("moved" in w for w in elsewhere.warnings)  # a 302 is not a move
+
+
 def test_a_feed_sent_again_byte_for_byte_is_not_read_again(server, tmp_path, db_path):
     # The server sends no ETag or Last-Modified, so every poll gets the whole feed.
     url = server.feed("/rnz.xml", "rnz_national.xml")
