@@ -245,8 +245,8 @@ async def _fetch_and_parse(
     # Only items kept (tagged, and matching a topic where the source requires one) are resolved.
     items = await _resolve_aggregator_links(read.items, db, fetcher, limits)
     warnings = read.warnings
-    if response.moved:  # the source still works, through a hop every poll: worth fixing
-        warnings = (f"moved permanently to {response.url}: update its url", *warnings)
+    if response.moved_to:  # the source still works, through a hop every poll: worth fixing
+        warnings = (f"moved permanently to {response.moved_to}: update its url", *warnings)
     done = dataclasses.replace(poll, warnings=warnings, filtered=read.filtered, body_digest=read_as)
     return done, items
 

@@ -67,8 +67,8 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: bytes
-    moved: bool = False
-    """A redirect on the way was permanent (301, 308): `url` is the address to use now."""
+    moved_to: str | None = None
+    """Where the last permanent redirect on the way (301, 308) led: the address to use now."""
 
     @property
     def not_modified(self) -> bool:
@@ -179,8 +179,7 @@ class Fetcher:
                 if r.status_code >= 400:
                     await _raise_for_status(r)
                 body = await _read_capped(r, limits.max_bytes)
-                moved = any(hop.status_code in PERMANENT for hop in r.history)
-                return Response(str(r.url), r.status_code, dict(r.headers), body, moved)
+                return Response(str(r.url), r.status_code, dict(r.headers), body, _moved_to(r))
         except httpx.ConnectTimeout:
             raise FetchTimeout(url, f"could not connect within {limits.connect:g}s") from None
         except httpx.ReadTimeout:
@@ -220,6 +219,16 @@ class Fetcher:
             if urlsplit(target).scheme in ("http", "https"):
                 return target
         return None
+
+
+def _moved_to(r: httpx.Response) -> str | None:
+    """The target of the last permanent hop, not the final address: after a 301 to https, a 302
+    to a CDN's signed address for today is no address to put in feeds.yaml."""
+    moved_to = None
+    for n, hop in enumerate(r.history):
+        if hop.status_code in PERMANENT:  # where it led: the next hop's address, or the last
+            moved_to = str(r.history[n + 1].url if n + 1 < len(r.history) else r.url)
+    return moved_to
 
 
 @functools.lru_cache(maxsize=4096)

@@ -80,9 +80,13 @@ def test_a_feed_that_moved_for_good_is_read_and_its_new_address_given(server, tm
     server.route("/via-308.xml", srv.redirect(server.url("/old.xml"), 308))
     server.feed("/stuff.xml", "stuff_atom.xml")
     server.route("/for-now.xml", srv.redirect(server.url("/stuff.xml"), 302))
+    server.feed("/scoop.rdf", "scoop_rss1.rdf")
+    server.route("/signed.rdf", srv.redirect(server.url("/scoop.rdf"), 302))  # a CDN's, today's
+    server.route("/https.rdf", srv.redirect(server.url("/signed.rdf"), 301))
     config = write_config(tmp_path, [
         {"name": "Moved", "url": server.url("/via-308.xml")},
         {"name": "Elsewhere for now", "url": server.url("/for-now.xml")},
+        {"name": "Moved, then elsewhere", "url": server.url("/https.rdf")},
     ])  # fmt: skip
     reports = run(config, db_path)
     moved, elsewhere = reports["Moved"], reports["Elsewhere for now"]
@@ -90,6 +94,9 @@ def test_a_feed_that_moved_for_good_is_read_and_its_new_address_given(server, tm
     assert moved.warnings[0] == f"moved permanently to {feed}: update its url"
     assert (elsewhere.status, elsewhere.counts.new) == ("ok", 2)
     assert not any("moved" in w for w in elsewhere.warnings)  # a 302 is not a move
+    both = reports["Moved, then elsewhere"]
+    assert (both.status, both.counts.new) == ("ok", 1)
+    assert both.warnings[0] == f"moved permanently to {server.url('/signed.rdf')}: update its url"
 
 
 def test_a_feed_sent_again_byte_for_byte_is_not_read_again(server, tmp_path, db_path):
