@@ -244,3 +244,33 @@ class Blackhole:
     def close(self) -> None:
         for s in [*self.fillers, self.listener]:
             s.close()
+
+
+class Replies:
+    """A bare TCP server that answers each of its first `connections` connections with `reply`,
+    whatever was asked, and hangs up: bytes no HTTP server can be made to send."""
+
+    def __init__(self, reply: bytes, connections: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, args=(reply, connections))
+        self._thread.start()
+
+    def _serve(self, reply: bytes, connections: int) -> None:
+        for _ in range(connections):
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed before the connections came
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    def __enter__(self) -> Replies:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):  # shutdown() wakes an accept() still waiting
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(timeout=5)

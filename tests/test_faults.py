@@ -266,33 +266,15 @@ def test_a_name_whose_every_address_is_private_is_refused_naming_them(server):
 def test_a_server_breaking_http_is_named_on_one_line(reply, said):
     """What the parser found wrong, as a person reads it in `monitor sources`: aiohttp quotes
     the offending line with a caret on the line below, and wraps a short body's cause."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
-    port = listener.getsockname()[1]
 
-    def answer() -> None:
-        for _ in range(2):  # a request the server drops is retried once (RFC 9112 9.3.1)
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            conn.sendall(reply)
-            conn.close()
+    async def fetch(port: int) -> None:
+        async with Fetcher(contact="test") as fetcher:
+            url = f"http://127.0.0.1:{port}/feed"
+            await fetcher.get(url, limits=Limits(total=5, allow_private=True))
 
-    async def fetch() -> None:
-        server = asyncio.get_running_loop().run_in_executor(None, answer)
-        try:
-            async with Fetcher(contact="test") as fetcher:
-                url = f"http://127.0.0.1:{port}/feed"
-                await fetcher.get(url, limits=Limits(total=5, allow_private=True))
-        finally:
-            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting for no retry
-            listener.close()
-            await asyncio.gather(server, return_exceptions=True)
-
-    with pytest.raises(Unreachable) as broke:
-        asyncio.run(fetch())
+    # Two: a request the server drops is retried once (RFC 9112 9.3.1).
+    with srv.Replies(reply, connections=2) as server, pytest.raises(Unreachable) as broke:
+        asyncio.run(fetch(server.port))
     message = str(broke.value)
     assert message.startswith("the connection broke mid-response: ")
     assert said in message
@@ -302,19 +284,10 @@ def test_a_server_breaking_http_is_named_on_one_line(reply, said):
 def test_a_pooled_connection_the_server_closed_is_not_reused():
     """A server that closed an idle connection must be seen by the pool, or the next request
     is sent down a dead socket."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)  # a client that wrongly reuses the dead socket never comes back
-    port = listener.getsockname()[1]
+    # Each answer is followed by a hang-up, as servers do when their keep-alive time is up.
     response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
 
-    def serve_once_then_hang_up() -> None:
-        for _ in range(2):
-            conn, _ = listener.accept()
-            conn.recv(65536)
-            conn.sendall(response)
-            conn.close()  # after answering, as servers do when their keep-alive time is up
-
-    async def fetch_twice() -> list[int]:
+    async def fetch_twice(port: int) -> list[int]:
         pool = httpx.Limits(max_connections=1)
         transport = guarded_transport(pool, is_allowed=lambda _: True)
         statuses = []
@@ -325,17 +298,8 @@ def test_a_pooled_connection_the_server_closed_is_not_reused():
                 await asyncio.sleep(0.05)  # the server's FIN arrives
         return statuses
 
-    async def main() -> list[int]:
-        server = asyncio.get_running_loop().run_in_executor(None, serve_once_then_hang_up)
-        try:
-            return await fetch_twice()
-        finally:
-            await asyncio.gather(server, return_exceptions=True)
-
-    try:
-        assert asyncio.run(main()) == [200, 200]
-    finally:
-        listener.close()
+    with srv.Replies(response, connections=2) as server:
+        assert asyncio.run(fetch_twice(server.port)) == [200, 200]
 
 
 def test_a_burst_of_requests_to_one_host_leaves_its_connections_open_for_the_next(server):
