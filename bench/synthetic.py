@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from monitor import schema, store, stories
+from monitor.cli import tune_gc
 from monitor.dates import iso
 
 log = logging.getLogger("bench")
@@ -120,15 +121,20 @@ def fill(db, count: int, rng: random.Random, days: int) -> None:
 
 
 def quick_mode(doc: str | None, quick: str) -> bool:
-    """A benchmark's command line (`--quick`, described by `quick`) and its logging: progress
-    from the benchmark, only warnings from the monitor and httpx (which logs every request
-    the page benchmark makes at INFO). Whether --quick was given."""
+    """A benchmark's command line (`--quick`, described by `quick`), its logging (progress
+    from the benchmark, only warnings from the monitor and httpx, which logs every request
+    the page benchmark makes at INFO) and its garbage collector, set as every `monitor`
+    command sets it, so that what a benchmark runs in its own process (figure 3's writer,
+    placing) pays for collections what the collector does (bench/HISTORY.md, twentieth round).
+    Whether --quick was given."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--quick", action="store_true", help=quick)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("monitor", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return bool(parser.parse_args().quick)
+    quick = bool(parser.parse_args().quick)
+    tune_gc()
+    return quick
 
 
 def results(path, section: str, data: object) -> None:
