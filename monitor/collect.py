@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import logging
 import re
 import sqlite3
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
@@ -257,16 +259,37 @@ READ_WITH = ("content-type", "content-language")
 
 def digest(response: Response, source: Source, topics: Mapping[str, str]) -> str:
     """What reading a feed depends on, hashed: its body, the headers and address it is read
-    with, the source's settings and the topics. A server without ETag or Last-Modified sends
-    the same feed again and again; with its digest as last read, the poll skips the reading
-    (~4 ms a feed of 50 items, and the writer's lookups of each), and a change to the config
-    has the same bytes read afresh. SHA-256 for its speed here (23 µs for 30 KB, BLAKE2b 44-62
-    µs: the CPU computes SHA-256 itself), 128 bits of it kept."""
+    with, the source's settings and the topics, and the collector reading it (_reader()). A
+    server without ETag or Last-Modified sends the same feed again and again; with its digest
+    as last read, the poll skips the reading (~4 ms a feed of 50 items, and the writer's
+    lookups of each), and a change to the config or the collector has the same bytes read
+    afresh. SHA-256 for its speed here (23 µs for 30 KB, BLAKE2b 44-62 µs: the CPU computes
+    SHA-256 itself), 128 bits of it kept."""
     headers = sorted((k.lower(), v) for k, v in response.headers.items() if k.lower() in READ_WITH)
-    hashed = hashlib.sha256(_settings(source, tuple(sorted(topics.items()))))
+    hashed = hashlib.sha256(_reader())
+    hashed.update(_settings(source, tuple(sorted(topics.items()))))
     hashed.update(repr((response.url, headers)).encode())
     hashed.update(response.body)
     return hashed.hexdigest()[:32]
+
+
+READ_BY = ("feedparser", "lxml", "python-dateutil", "courlan")
+"""The libraries reading a feed goes through (parsing, dates, canonical URLs)."""
+
+
+@functools.cache
+def _reader(package: Path = Path(__file__).parent) -> bytes:
+    """Which collector reads: its own code and the versions of READ_BY, hashed once a process.
+    A digest made by another collector never matches, so after an upgrade (a parsing fix, a
+    better date or URL rule) the same bytes are read afresh once, not skipped until they change.
+    All of the package's modules, not a list of the reading ones, which would go stale; a
+    change elsewhere costs one read of the unchanged feeds."""
+    hashed = hashlib.sha256()
+    for module in sorted(package.glob("*.py")):
+        hashed.update(module.name.encode() + b"\0" + module.read_bytes())
+    for library in READ_BY:
+        hashed.update(f"{library} {importlib.metadata.version(library)}".encode())
+    return hashed.digest()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 
 import pytest
 
+from monitor import collect as collect_module
 from monitor import store
 from monitor.collect import collect
 from monitor.config import load_config
@@ -136,6 +138,31 @@ def test_the_same_bytes_are_read_again_when_the_config_reads_them_differently(
     assert (reread.status, reread.counts.new) == ("ok", 1)
     titles = query(db_path, "SELECT title FROM articles WHERE topics LIKE '%sport%'")
     assert titles == [("Black Caps seal series win in Hamilton",)]
+
+
+def test_the_same_bytes_are_read_again_by_an_upgraded_collector(
+    server, tmp_path, db_path, monkeypatch
+):
+    # A parsing fix must reach a feed that never changes, not wait for its next new item.
+    url = server.feed("/rnz.xml", "rnz_national.xml")
+    config = write_config(tmp_path, [{"name": "RNZ", "url": url}])
+    assert run(config, db_path)["RNZ"].counts.new == 3
+    assert run(config, db_path)["RNZ"].status == "not_modified"
+    monkeypatch.setattr(collect_module, "_reader", lambda: b"the next release")
+    reread = run(config, db_path)["RNZ"]
+    assert (reread.status, reread.counts.unchanged) == ("ok", 3)
+    assert run(config, db_path)["RNZ"].status == "not_modified"
+
+
+def test_the_collector_reading_is_its_code_and_its_parsers_versions(tmp_path, monkeypatch):
+    reader = collect_module._reader.__wrapped__  # uncached: the same directory is read thrice
+    (tmp_path / "parse.py").write_text("# one release")
+    identities = [reader(tmp_path)]
+    (tmp_path / "parse.py").write_text("# a parsing fix")
+    identities.append(reader(tmp_path))
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99")
+    identities.append(reader(tmp_path))
+    assert len(set(identities)) == 3
 
 
 def test_a_body_that_failed_to_read_is_read_again(server, tmp_path, db_path):
