@@ -290,11 +290,11 @@ def machine_speed() -> dict[str, float]:
             for body in bodies:
                 parse(body)
             best = min(best, time.perf_counter() - t0)
-        items, mb = REFERENCE[name]
-        figures[f"{name}_items_per_s"] = round(len(bodies) * ITEMS / best)
-        figures[f"{name}_mb_per_s"] = round(size / best, 1)
-        figures[f"{name}_of_reference_items"] = round(len(bodies) * ITEMS / best / items, 2)
-        figures[f"{name}_of_reference_mb"] = round(size / best / mb, 2)
+        items, mb = len(bodies) * ITEMS / best, size / best
+        figures[f"{name}_items_per_s"] = round(items)
+        figures[f"{name}_mb_per_s"] = round(mb, 1)
+        figures[f"{name}_of_reference_items"] = round(items / REFERENCE[name][0], 2)
+        figures[f"{name}_of_reference_mb"] = round(mb / REFERENCE[name][1], 2)
     return figures
 
 
