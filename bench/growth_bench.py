@@ -12,8 +12,9 @@ collector a month into polling 1,000 real sources has neither. Two per-poll cost
    running collector writes a poll that falls due alone) for a source with that month behind
    it and, as the baseline, for a new source, in turns: the median ms a poll for each.
 2. The cookie jar. CDNs' bot-management cookies (one or two per site) stay in the client's jar
-   between polls: building a request is timed with the cookies of 0, 100 and 1,000 sites in
-   it, for the collector's client and, as the baseline, httpx's own client with the same jar.
+   between polls: building a request, and the next hop of a redirect (a feed that moved is
+   redirected at every poll), is timed with the cookies of 0, 100 and 1,000 sites in it, for
+   the collector's client and, as the baseline, httpx's own client with the same jar.
 
 Flat is 1x: a poll must not cost more because the deployment is older or larger.
 """
@@ -87,14 +88,20 @@ def site_cookie(n: int) -> http.cookiejar.Cookie:
     )  # fmt: skip
 
 
-def build_us(client: httpx.AsyncClient, requests: int) -> float:
-    """Median microseconds to build a request to a site whose cookie is in the jar."""
-    took = []
+def build_us(client: httpx.AsyncClient, requests: int) -> tuple[float, float]:
+    """Median microseconds to build a request to a site whose cookie is in the jar, and the
+    next hop when that site answers 301."""
+    first, hop = [], []
     for _ in range(requests):
         t0 = time.perf_counter()
-        client.build_request("GET", "https://www.site5.co.nz/rss")
-        took.append((time.perf_counter() - t0) * 1e6)
-    return round(statistics.median(took), 1)
+        request = client.build_request("GET", "https://www.site5.co.nz/rss")
+        t1 = time.perf_counter()
+        moved = httpx.Response(301, headers={"Location": "/feed/"}, request=request)
+        t2 = time.perf_counter()
+        client._build_redirect_request(request, moved)
+        first.append((t1 - t0) * 1e6)
+        hop.append((time.perf_counter() - t2) * 1e6)
+    return round(statistics.median(first), 1), round(statistics.median(hop), 1)
 
 
 def cookies(sites: tuple[int, ...], requests: int) -> dict[str, dict[str, float]]:
@@ -106,8 +113,16 @@ def cookies(sites: tuple[int, ...], requests: int) -> dict[str, dict[str, float]
             ours.cookies.jar.set_cookie(site_cookie(k))
             theirs.cookies.jar.set_cookie(site_cookie(k))
         # httpx's own client is timed on fewer requests: at 1,000 sites each takes ~10 ms.
-        ours_us, theirs_us = build_us(ours, requests), build_us(theirs, max(requests // 10, 10))
-        figures[str(n)] = {"ours_us": ours_us, "httpx_us": theirs_us}
+        (ours_us, ours_hop), (theirs_us, theirs_hop) = (
+            build_us(ours, requests),
+            build_us(theirs, max(requests // 10, 10)),
+        )
+        figures[str(n)] = {
+            "ours_us": ours_us,
+            "httpx_us": theirs_us,
+            "ours_redirect_us": ours_hop,
+            "httpx_redirect_us": theirs_hop,
+        }
     return figures
 
 
@@ -123,11 +138,16 @@ def main() -> None:
         f"   {f'a source with {MONTH:,} past polls that brought news':<52} {h['busy_ms']:>7}  {h['ratio']}x"
     )
     print("2. Building a request to a site in the jar, median us, with the cookies of N sites")
-    print(f"   {'sites':>6} {'ours':>8} {'httpx (the baseline)':>21}")
+    print(f"   {'':>6} {'the request':>30} {'a redirect (301) next hop':>30}")
+    print(f"   {'sites':>6} {'ours':>8} {'httpx (the baseline)':>21} {'ours':>8} {'httpx':>21}")
     for n, f in jar.items():
-        print(f"   {int(n):>6,} {f['ours_us']:>8} {f['httpx_us']:>21}")
-    few, many = (jar[str(n)]["ours_us"] for n in SITES[1:])
-    print(f"   ours from {SITES[1]:,} to {SITES[2]:,} sites: {many / few:.2f}x")
+        print(
+            f"   {int(n):>6,} {f['ours_us']:>8} {f['httpx_us']:>21}"
+            f" {f['ours_redirect_us']:>8} {f['httpx_redirect_us']:>21}"
+        )
+    for key, what in (("ours_us", "a request"), ("ours_redirect_us", "a redirect")):
+        few, many = (jar[str(n)][key] for n in SITES[1:])
+        print(f"   ours from {SITES[1]:,} to {SITES[2]:,} sites, {what}: {many / few:.2f}x")
 
 
 if __name__ == "__main__":

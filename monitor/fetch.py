@@ -240,8 +240,8 @@ def _parsed(url: str) -> httpx.URL:
 
 
 class _Client(httpx.AsyncClient):
-    """httpx's client, handing its own jar to each request instead of a copy of it, and leaving
-    no reference cycle behind a response.
+    """httpx's client, handing its own jar to each request (a redirect's next hop too) instead
+    of a copy of it, and leaving no reference cycle behind a response.
 
     httpx copies the client's whole jar into every request it builds, twice, and the copy asks
     every cookie's domain whether it matches: with the cookies of 100 sites (a CDN's
@@ -255,6 +255,22 @@ class _Client(httpx.AsyncClient):
         if cookies or not isinstance(jar, _Jar):
             return super()._merge_cookies(cookies)
         return jar if jar.holds_any() else None
+
+    def _build_redirect_request(
+        self, request: httpx.Request, response: httpx.Response
+    ) -> httpx.Request:
+        # httpx's own builds the next hop on a copy of the whole jar (Cookies(self.cookies)), the
+        # cost _merge_cookies saves the first request: a feed that moved pays it at every poll.
+        method = self._redirect_method(request, response)
+        url = self._redirect_url(request, response)
+        return httpx.Request(
+            method,
+            url,
+            headers=self._redirect_headers(request, url, method),
+            cookies=self._merge_cookies(),
+            stream=self._redirect_stream(request, method),
+            extensions=request.extensions,
+        )
 
     async def _send_single_request(self, request: httpx.Request) -> httpx.Response:
         response = await super()._send_single_request(request)

@@ -416,6 +416,45 @@ def test_a_fetcher_hands_its_jar_to_each_request_instead_of_a_copy(server):
     assert isinstance(merged, fetch._Jar)  # the jar itself: no copy made per request
 
 
+def test_a_redirect_carries_the_sites_cookies_from_the_jar_itself(server, monkeypatch):
+    """httpx builds a redirect's next hop on a copy of the whole jar: with other sites' cookies
+    held (a thousand sources' CDNs), a feed that moved paid for copying them at every poll.
+    fetch._Client gives the hop the jar itself: the cookie the site set still arrives, and no
+    cookie is copied."""
+    seen: list[str | None] = []
+
+    def feed(h) -> None:
+        seen.append(h.headers.get("Cookie"))
+        srv.send(h, 200, rss("<item><title>T</title></item>"))
+
+    server.route("/feed.xml", feed)
+    server.route(
+        "/moved.xml",
+        lambda h: srv.send(h, 301, headers={"Location": "/feed.xml", "Set-Cookie": "__cf_bm=abc"}),
+    )
+    copied = 0
+    keep = http.cookiejar.CookieJar.set_cookie
+
+    def counted(self: http.cookiejar.CookieJar, c: http.cookiejar.Cookie) -> None:
+        nonlocal copied
+        copied += c.name.startswith("cdn")
+        keep(self, c)
+
+    async def moved_polls() -> list[int]:
+        async with Fetcher(contact="test") as fetcher:
+            client = fetcher._client(Limits(allow_private=True))
+            for n in range(50):
+                client.cookies.jar.set_cookie(cookie(f"cdn{n}", f"www.site{n}.co.nz"))
+            monkeypatch.setattr(http.cookiejar.CookieJar, "set_cookie", counted)
+            limits = Limits(total=5, allow_private=True)
+            return [(await fetcher.get(server.url("/moved.xml"), limits=limits)).status
+                    for _ in range(2)]  # fmt: skip
+
+    assert asyncio.run(moved_polls()) == [200, 200]
+    assert seen == ["__cf_bm=abc", "__cf_bm=abc"]
+    assert copied == 0
+
+
 def test_a_poll_leaves_no_reference_cycle_for_the_garbage_collector(server):
     """httpx's response and the stream wrapping its body point at each other: every request
     left ~40 objects only the cyclic collector frees (a pass of 1,000 304s, 39,000). fetch._Client
