@@ -112,7 +112,7 @@ def cookies(sites: tuple[int, ...], requests: int) -> dict[str, dict[str, float]
         for k in range(n):
             ours.cookies.jar.set_cookie(site_cookie(k))
             theirs.cookies.jar.set_cookie(site_cookie(k))
-        # httpx's own client is timed on fewer requests: at 1,000 sites each takes ~10 ms.
+        # httpx's own client is timed on fewer requests: at 1,000 sites each takes 10-30 ms.
         (ours_us, ours_hop), (theirs_us, theirs_hop) = (
             build_us(ours, requests),
             build_us(theirs, max(requests // 10, 10)),
