@@ -120,11 +120,11 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
     web.start()
     try:
         config = write_config(web, feeds, directory)
+        stores = [directory / f"ours{n}.db" for n in range(RUNS)]
 
         def our_cycle(n: int) -> dict[str, float]:
             log.info("full cycle: our collector, %d feeds, run %d of %d", feeds, n + 1, RUNS)
-            db = directory / f"ours{n}.db"
-            return run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
+            return run_child([MONITOR, "collect", "--config", str(config), "--db", str(stores[n])])
 
         # The naive collector runs between our runs, so that the ratio compares the same stretch
         # of the machine's drift: its speed moves by a third within minutes, and the naive
@@ -137,7 +137,7 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
         )
         runs += [our_cycle(n) for n in range(1, RUNS)]
         ours = sorted(runs, key=lambda r: r["wall_s"])[RUNS // 2]
-        db = directory / f"ours{runs.index(ours)}.db"  # the unchanged cycle follows the median
+        db = stores[runs.index(ours)]  # the unchanged cycle follows the median
         log.info("unchanged cycle: our collector")
         unchanged = run_child([MONITOR, "collect", "--config", str(config), "--db", str(db)])
         log.info("steady state: a changed pass, then unchanged ones, in one collector")
