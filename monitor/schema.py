@@ -31,8 +31,8 @@ LOG_KEPT_BYTES = 64 * 1024 * 1024
 """What the write-ahead log's file is cut back to when it starts again from its beginning. While
 the writer is busy (a first pass, a backfill) no checkpoint can restart the log, so it grows
 with the burst (200-225 MB for a first pass of 50,000 articles into a 118 MB database); SQLite
-then reuses the file but keeps its size on disk until the last connection closes, which for
-`monitor run` is when it stops."""
+then reuses the file but keeps its size on disk until the last connection closes or, for
+`monitor run`, the day's housekeeping TRUNCATE checkpoint."""
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:
