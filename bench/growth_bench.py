@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.synthetic import END, quick_mode, results
+from bench.synthetic import END, Figures, quick_mode, results
 from monitor import store
 from monitor.config import Config, Source
 from monitor.dates import iso
@@ -129,7 +129,7 @@ def cookies(sites: tuple[int, ...], requests: int) -> dict[str, dict[str, float]
 def main() -> None:
     quick = quick_mode(__doc__, "100 polls and requests of each kind instead of 1,000")
     runs = 100 if quick else 1000
-    growth = {"health": health(runs), "cookies": cookies(SITES, runs)}
+    growth: Figures = {"health": health(runs), "cookies": cookies(SITES, runs)}
     results(RESULTS, "growth", growth)
     h, jar = growth["health"], growth["cookies"]
     print(f"1. Recording a poll answered 304, median ms of {h['polls']}")

@@ -41,7 +41,7 @@ import lxml.etree
 import yaml
 
 from bench.newsweb import ITEMS, NewsWeb, feed_body
-from bench.synthetic import END, headline, quick_mode, results, store_of
+from bench.synthetic import END, Figures, headline, quick_mode, results, store_of
 from monitor import store
 from monitor.normalise import Item
 from monitor.store import Poll, Written
@@ -114,7 +114,7 @@ figure: the machine's speed drifts 20-40 % within minutes (the same code took 12
 one afternoon). The naive collector (66-231 s) runs once, after the first of them."""
 
 
-def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
+def collector_cycles(feeds: int, directory: Path) -> Figures:
     web = NewsWeb(feeds)
     web.warm()
     web.start()
@@ -164,7 +164,7 @@ def collector_cycles(feeds: int, directory: Path) -> dict[str, object]:
     }  # fmt: skip
 
 
-def running_passes(config: Path, db: Path) -> dict[str, object]:
+def running_passes(config: Path, db: Path) -> Figures:
     """bench/passes.py: a changed pass, then unchanged ones; the median unchanged pass."""
     passes = json.loads(
         subprocess.run(
@@ -181,7 +181,7 @@ def running_passes(config: Path, db: Path) -> dict[str, object]:
             "cpu_fraction_of_changed": round(quiet["cpu_s"] / max(changed["cpu_s"], 0.01), 3)}  # fmt: skip
 
 
-def ingest(size: int, directory: Path) -> dict[str, float]:
+def ingest(size: int, directory: Path) -> Figures:
     """Items/s adding 5,000 articles to a store of `size` (our write path vs raw executemany),
     and the collector's peak memory over that store.
 
@@ -317,7 +317,7 @@ def main() -> None:
     results(RESULTS, "collector", cycles)
     results(RESULTS, "ingest", stores)
     results(RESULTS, "machine", machine)
-    o, n, u = cycles["ours"], cycles["naive"], cycles["unchanged"]  # type: ignore[index]
+    o, n, u = cycles["ours"], cycles["naive"], cycles["unchanged"]
     print("\nThis machine, parsing the benchmark's feeds (the issue's reference in brackets)")
     for name, (items, mb) in REFERENCE.items():
         print(f"   {name:10} {speed[f'{name}_items_per_s']:>8,} items/s ({items:,}), "
@@ -338,7 +338,7 @@ def main() -> None:
     )
     for key, what in (("running_collector", "every feed 304"),
                       ("running_collector_identical_bodies", "every feed the same body, no ETag")):  # fmt: skip
-        running = cycles[key]  # type: ignore[index]
+        running = cycles[key]
         changed, unchanged = running["changed_pass"], running["unchanged_pass"]
         print(
             f"   in a running collector, {what}: changed pass {changed['wall_s']} s wall, "

@@ -23,6 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from bench.synthetic import END, headline, quick_mode, results, store_of, text
 from monitor import store, store_stories
 from monitor.normalise import Item
@@ -33,7 +35,7 @@ log = logging.getLogger("bench.stories")
 ADDED = 1000
 
 
-def added_items(rng: random.Random, db, base_n: int) -> list[Item]:
+def added_items(rng: random.Random, db: sqlite_utils.Database, base_n: int) -> list[Item]:
     recent = db.execute(
         "SELECT title, summary FROM articles ORDER BY first_seen DESC LIMIT 200"
     ).fetchall()
@@ -85,7 +87,7 @@ def run(size: int, path: Path) -> tuple[float, float]:
 
     # Untimed, as the collector does it before the first articles arrive (Writer.expect_articles).
     store_stories.warm()
-    store_stories.place_all = timed  # type: ignore[assignment]
+    store_stories.place_all = timed
     t0 = time.perf_counter()
     try:
         with store.Checkpointer(db):  # as the collector writes: checkpoints off the write path
@@ -94,7 +96,7 @@ def run(size: int, path: Path) -> tuple[float, float]:
                 store.record_poll(db, Poll("bench", now, 1, "ok"), 600, batch, now=now)
                 now += timedelta(minutes=1)
     finally:
-        store_stories.place_all = place  # type: ignore[assignment]
+        store_stories.place_all = place
     elapsed = time.perf_counter() - t0
     joined = db.execute(
         "SELECT count(*) FROM articles WHERE url LIKE '%/new/%' AND match_reason != 'first report'"

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -89,7 +90,7 @@ def headline(rng: random.Random) -> tuple[str, str]:
     return text(rng, 8), text(rng, 30)
 
 
-def fill(db, count: int, rng: random.Random, days: int) -> None:
+def fill(db: sqlite_utils.Database, count: int, rng: random.Random, days: int) -> None:
     """`count` stored articles spread over the `days` before END, each its own story, written
     in bulk, the full-text index built once at the end."""
     conn = db.conn
@@ -127,15 +128,15 @@ def fill(db, count: int, rng: random.Random, days: int) -> None:
     conn.execute("COMMIT")
 
 
-def quick_mode(doc: str | None, quick: str) -> bool:
-    """A benchmark's command line (`--quick`, described by `quick`), its logging (progress
+def quick_mode(doc: str | None, quick_help: str) -> bool:
+    """A benchmark's command line (`--quick`, described by `quick_help`), its logging (progress
     from the benchmark, only warnings from the monitor and httpx, which logs every request
     the page benchmark makes at INFO) and its garbage collector, set as every `monitor`
     command sets it, so that what a benchmark runs in its own process (figure 3's writer,
     placing) pays for collections what the collector does (bench/HISTORY.md, twentieth round).
     Whether --quick was given."""
     parser = argparse.ArgumentParser(description=doc)
-    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("monitor", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -144,7 +145,12 @@ def quick_mode(doc: str | None, quick: str) -> bool:
     return quick
 
 
-def results(path, section: str, data: object) -> None:
+Figures = dict[str, Any]
+"""A benchmark's figures as they go to bench/results.json: numbers, lists of them, and more
+figures."""
+
+
+def results(path: Path, section: str, data: object) -> None:
     """Merge one benchmark's figures into bench/results.json."""
     try:
         existing = json.loads(path.read_text())
