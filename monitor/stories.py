@@ -49,7 +49,8 @@ MAX_CANDIDATES = 40
 
 _SUFFIX = re.compile(r"\s+[-|–—]\s+([^-|–—]{2,60})$")
 _WORD = re.compile(r"\w+", re.UNICODE)
-_ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not _WORD.match(c)})
+_ASCII_FOLD = bytes(ord(c.lower()) if _WORD.match(c) else 32 for c in map(chr, range(128)))
+_ASCII_FOLD += b" " * 128  # bytes.translate takes a table of all 256 (only ASCII is folded)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 STOPWORDS = frozenset(
     {
@@ -99,7 +100,7 @@ def _words(text: str) -> list[str]:
     if not text.isascii():
         text = _NON_ASCII.sub(_without_marks, unicodedata.normalize("NFKD", text))
     if text.isascii():  # the same words as the regex finds, several times faster
-        return text.lower().translate(_ASCII_NON_WORD).split()
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii").split()
     return _WORD.findall(text.lower())
 
 

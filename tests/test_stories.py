@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -251,6 +252,13 @@ def test_fold_and_suffixes():
     assert strip_outlet("Story - RNZ", {"RNZ"}) == ("Story", "RNZ")
     assert strip_outlet("Story - Not An Outlet", {"RNZ"}) == ("Story - Not An Outlet", None)
     assert strip_outlet_suffix("Story | Stuff", "Stuff") == "Story"
+
+
+def test_ascii_text_folds_to_the_words_the_regex_finds():
+    # Every ASCII character, in every position: the byte table must agree with \w, lowered.
+    text = "".join(map(chr, range(128))) + " Don't_STOP 2026-12-07 a+b=C\tÉ"[:-1]
+    assert fold(text) == " ".join(re.findall(r"\w+", text.lower()))
+    assert fold("HEADLINE: Detention, 86 People!") == "headline detention 86 people"
 
 
 def vectors_of(vocabulary, texts, total):
