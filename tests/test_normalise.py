@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,6 +87,17 @@ def test_html_to_text():
     )
     assert to_text("Fish &amp;amp; chips", False, 100) == "Fish &amp; chips"
     assert to_text("a\x00b\x07c\n\n  d", False, 100) == "a b c d"
+    assert clean_text("Tāmaki\x85news\x9f \ufffeend\u2028x\x7f") == "Tāmaki news end x"
+
+
+def test_clean_text_is_the_words_between_whitespace_and_control_characters():
+    # Printable text skips the regex: every kind of character, anywhere, must read the same.
+    rng = random.Random(7)
+    alphabet = "ab Ā\t\n\r\x00\x07\x1f\x7f\x85\x9f\xa0\u2028\u200b\ufffe\uffff“"
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        words = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]", " ", value).split()
+        assert clean_text(value) == " ".join(words), repr(value)
     assert to_text("x" * 50, False, 10) == "xxxxxxxxx…"
     assert to_text("<img src=x onerror=alert(1)>Headline", True, 100) == "Headline"
 
@@ -142,6 +154,10 @@ def test_the_fast_html_reading_agrees_with_lxml_wherever_it_answers():
     rng = random.Random(20261202)
     samples = [generated_markup(rng, plain=i % 2 == 0) for i in range(4000)]
     samples += ["<p>a<p>b", "a < b", "a &amp b", "<p/>x", "<p>a</P>", "x<div>y</div>z"]
+    # A "<" that opens no tag stays in the text, which then goes to lxml; one in a quoted
+    # attribute is the attribute's.
+    samples += ["a</ b", "<p <b>x</b>", "<>x", "x<"]
+    samples += ["<a title='1 < 2'>x</a>", '<b title="</p>">x</b>']
     answered = 0
     for markup in samples:
         fast = _simple_html_to_text(markup)
