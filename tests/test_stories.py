@@ -256,7 +256,7 @@ def test_fold_and_suffixes():
 
 def test_ascii_text_folds_to_the_words_the_regex_finds():
     # Every ASCII character, in every position: the byte table must agree with \w, lowered.
-    text = "".join(map(chr, range(128))) + " Don't_STOP 2026-12-07 a+b=C\tÉ"[:-1]
+    text = "".join(map(chr, range(128))) + " Don't_STOP 2026-12-07 a+b=C\t"
     assert fold(text) == " ".join(re.findall(r"\w+", text.lower()))
     assert fold("HEADLINE: Detention, 86 People!") == "headline detention 86 people"
 
