@@ -44,6 +44,9 @@ DAILY = 2740
 CACHE = Path(__file__).with_name(".cache")
 FILL_VERSION = 2
 """Bump when fill() changes: cached stores of another version are not reused."""
+Figures = dict[str, Any]
+"""A benchmark's figures as they go to bench/results.json: numbers, lists of them, and more
+figures."""
 
 
 def days_for(size: int) -> int:
@@ -143,11 +146,6 @@ def quick_mode(doc: str | None, quick_help: str) -> bool:
     quick = bool(parser.parse_args().quick)
     tune_gc()
     return quick
-
-
-Figures = dict[str, Any]
-"""A benchmark's figures as they go to bench/results.json: numbers, lists of them, and more
-figures."""
 
 
 def results(path: Path, section: str, data: object) -> None:
