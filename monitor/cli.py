@@ -36,9 +36,10 @@ DISPLAY_ZONE = ZoneInfo("Pacific/Auckland")
 GC_THRESHOLD = 100_000
 """Allocations between passes of Python's cyclic garbage collector over young objects (its
 default is 700). A collection pass makes and drops many small objects per item (parsed entries,
-unpickled items, rows), none in cycles (fetch._Client): at 700 a pass of 50,000 items ran
-~1,800 collections, 1.2-1.4 s of the collector's CPU; at 20,000, 30 young ones, 0.3 s (the
-count crossed it as each batch of ~2,000 items arrived); at 100,000, one, 0.04 s."""
+unpickled items, rows), none in cycles (tests/test_faults.py checks a poll's): at 700 a pass
+of 50,000 items ran ~1,800 collections, 1.2-1.4 s of the collector's CPU; at 20,000, 30 young
+ones, 0.3 s (the count crossed it as each batch of ~2,000 items arrived); at 100,000, one,
+0.04 s."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

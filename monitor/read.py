@@ -1,6 +1,6 @@
 """A feed's body -> its items: parse, normalise, tag. What the feed-reading worker runs.
 
-Apart from the collector's other modules (fetching, writing, sqlite-utils, httpx) so that the
+Apart from the collector's other modules (fetching, writing, sqlite-utils, aiohttp) so that the
 worker imports only what reading needs: it starts with a pass's first changed feed, and every
 article of the pass waits for its first answer (importing monitor.collect took 0.27 s, this
 0.15 s).

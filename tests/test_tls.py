@@ -1,5 +1,5 @@
-"""Feeds over HTTPS, through the collector's own transport (netguard: aiohttp's connections
-under httpx): a real TLS server on 127.0.0.1 with a certificate from a test authority."""
+"""Feeds over HTTPS, through the collector's own connections (netguard.Pool): a real TLS server
+on 127.0.0.1 with a certificate from a test authority."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import socket
 import ssl
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import trustme
 
 from monitor.errors import FetchTimeout, Unreachable
 from monitor.fetch import Fetcher, Limits, Response
-from monitor.netguard import guarded_transport
+from monitor.netguard import Pool
 from tests import server as srv
 from tests.server import FeedServer
 
@@ -67,10 +66,8 @@ def trusting(authority: trustme.CA) -> ssl.SSLContext:
 async def fetch(
     context: ssl.SSLContext, *urls: str, etag: str | None = None, limits: Limits = AT_ONCE
 ) -> list[Response]:
-    transport = guarded_transport(
-        httpx.Limits(max_connections=1), is_allowed=lambda _: True, ssl_context=context
-    )
-    async with Fetcher(contact="test", transport=transport) as fetcher:
+    pool = Pool(1, is_allowed=lambda _: True, ssl_context=context)
+    async with Fetcher(contact="test", pool=pool) as fetcher:
         return [await fetcher.get(u, limits=limits, etag=etag) for u in urls]
 
 

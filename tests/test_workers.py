@@ -163,7 +163,7 @@ def test_the_worker_reads_feeds_without_importing_what_only_the_collector_needs(
     # Every article of a pass waits for the worker's first answer, which waits for its imports.
     script = (
         "import sys, monitor.read; "
-        "print(sorted(m for m in ('sqlite_utils', 'httpx', 'monitor.collect', 'monitor.store')"
+        "print(sorted(m for m in ('sqlite_utils', 'aiohttp', 'monitor.collect', 'monitor.store')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
