@@ -92,9 +92,10 @@ class Pool:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # Cookies a site sets come back to it (a consent wall's, through its redirects;
-                # a CDN's, at the next poll). `unsafe`: an address literal's too, as
-                # http.cookiejar keeps them (an intranet source).
-                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                # a CDN's, at the next poll), as they were set: aiohttp would put a value with
+                # "=" or "/" in quotes (a CDN's base64 token), which is another value to the
+                # site. `unsafe`: an address literal's too, as http.cookiejar keeps them.
+                cookie_jar=aiohttp.CookieJar(unsafe=True, quote_cookie=False),
                 auto_decompress=False,  # fetch._read_capped decodes, a bounded amount at a time
                 trust_env=False,  # proxy settings from the environment would bypass the guard
                 read_bufsize=READ_AHEAD,

@@ -351,14 +351,14 @@ def test_a_burst_of_requests_to_one_host_leaves_its_connections_open_for_the_nex
 
 
 def test_a_sites_cookie_comes_back_to_it_at_the_next_poll_and_to_no_other_site(server):
-    """A CDN sets a bot-management cookie and expects it back; a thousand sources' cookies wait
-    in one jar, and each request carries its own site's only."""
+    """A CDN sets a bot-management cookie (a token with "=" and "/") and expects it back as it
+    was; a thousand sources' cookies wait in one jar, and each request carries its site's only."""
     seen: list[str | None] = []
 
     def feed(h) -> None:
         seen.append(h.headers.get("Cookie"))
         srv.send(h, 200, rss("<item><title>T</title><link>https://example.org/a</link></item>"),
-                 headers={"Set-Cookie": "__cf_bm=abc"})  # fmt: skip
+                 headers={"Set-Cookie": "__cf_bm=a.b-c/d+e=; Path=/"})  # fmt: skip
 
     server.route("/feed.xml", feed)
 
@@ -373,7 +373,7 @@ def test_a_sites_cookie_comes_back_to_it_at_the_next_poll_and_to_no_other_site(s
             return len(jar)
 
     assert asyncio.run(polls()) == 51
-    assert seen == [None, "__cf_bm=abc"]
+    assert seen == [None, "__cf_bm=a.b-c/d+e="]  # as it was set: not quoted, not another value
 
 
 def test_a_poll_leaves_no_reference_cycle_for_the_garbage_collector(server):
