@@ -169,6 +169,8 @@ class Fetcher:
             ) as r:
                 if r.status >= 400:
                     await _raise_for_status(r)
+                if r.status in REDIRECT_STATUSES:  # what aiohttp could not follow: no Location
+                    raise RedirectError(url, f"HTTP {r.status} without an address to go to")
                 body = await _read_capped(r, limits.max_bytes)
                 return Response(str(r.url), r.status, _headers(r), body, _moved_to(r))
         except aiohttp.ClientError as e:

@@ -91,6 +91,8 @@ FAILING = {
     "bot-challenge": (srv.status(403, body=CHALLENGE), "bot_challenge", "bot challenge (Cloudflare)"),
     "redirect-loop": (srv.redirect("/hostile/redirect-loop"), "redirect_error", "more than 5 redirects"),
     "redirect-ftp": (srv.redirect("ftp://example.org/feed"), "redirect_error", "non-HTTP"),
+    "redirect-nowhere": (lambda h: srv.send(h, 302, headers={}), "redirect_error", "HTTP 302 without an address"),
+    "redirect-empty": (srv.redirect(""), "redirect_error", "HTTP 302 without an address"),
     "stall": (srv.stall, "timeout", "sent nothing for 1.5s"),
     "headers-then-stall": (srv.headers_then_stall, "timeout", ""),
     "trickle": (srv.trickle, "timeout", "total deadline of 3s"),
