@@ -95,10 +95,6 @@ class Fetcher:
     ) -> None:
         self.user_agent = f"coverage-monitor/{__version__} (+{contact})"
         self._headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"}
-        # Every connection a burst opened stays open for 5 s of keep-alive: sources on one host
-        # (Google News searches, an outlet's several feeds) poll on the connections the last
-        # ones used. With 8 kept idle, a benchmark cycle of 1,000 feeds reconnected 450 times
-        # and took ~0.9 s longer (bench/HISTORY.md).
         tls = trusted_context()
         self._public = pool or Pool(concurrency, ssl_context=tls)
         # Sources with allow_private get their own pool: no connection is shared across the line.
