@@ -13,6 +13,7 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.cookies import SimpleCookie
 
 import aiohttp
 import pytest
@@ -376,6 +377,49 @@ def test_a_sites_cookie_comes_back_to_it_at_the_next_poll_and_to_no_other_site(s
 
     assert asyncio.run(polls()) == 51
     assert seen == [None, "__cf_bm=a.b-c/d+e="]  # as it was set: not quoted, not another value
+
+
+def test_the_jar_sends_a_request_its_own_sites_cookies_by_domain_path_secure_and_expiry():
+    """What RFC 6265 says a browser sends, from a jar holding other sites' cookies too: the
+    collector's jar as netguard.Pool sets it up."""
+    set_by = {
+        "https://www.stuff.co.nz/": [
+            "wide=v; Domain=stuff.co.nz; Path=/",  # sent to every host under stuff.co.nz
+            "host=v; Path=/",  # host-only
+            "section=v; Path=/national",
+            "tls=v; Path=/; Secure",
+            "gone=v; Path=/; Max-Age=0",
+            "kept=v; Path=/; Max-Age=3600",
+        ],
+        "https://www.stuff.com/": ["other=v; Path=/"],
+        "http://10.0.0.5/": ["intranet=v; Path=/"],  # an address literal's (allow_private)
+        **{f"https://www.site{n}.co.nz/": [f"cdn{n}=v; Path=/"] for n in range(100)},
+    }
+
+    async def sent() -> dict[str, list[str]]:
+        pool = Pool(1)
+        try:
+            jar = pool.session().cookie_jar
+            for origin, cookies in set_by.items():
+                for header in cookies:
+                    jar.update_cookies(SimpleCookie(header), URL(origin))
+            urls = [
+                "https://www.stuff.co.nz/national/rss", "http://www.stuff.co.nz/rss",
+                "https://interactives.stuff.co.nz/x", "https://www.stuff.com/",
+                "http://10.0.0.5/feed", "https://www.site7.co.nz/feed",
+            ]  # fmt: skip
+            return {url: sorted(jar.filter_cookies(URL(url))) for url in urls}
+        finally:
+            await pool.aclose()
+
+    assert asyncio.run(sent()) == {
+        "https://www.stuff.co.nz/national/rss": ["host", "kept", "section", "tls", "wide"],
+        "http://www.stuff.co.nz/rss": ["host", "kept", "wide"],
+        "https://interactives.stuff.co.nz/x": ["wide"],
+        "https://www.stuff.com/": ["other"],
+        "http://10.0.0.5/feed": ["intranet"],
+        "https://www.site7.co.nz/feed": ["cdn7"],
+    }
 
 
 def test_a_poll_leaves_no_reference_cycle_for_the_garbage_collector(server):
