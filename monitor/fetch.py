@@ -385,7 +385,8 @@ async def _read_capped(
 class _Inflater:
     """zlib.decompressobj, choosing zlib-wrapped or raw deflate on the first bytes."""
 
-    def __init__(self, wbits: int) -> None:
+    def __init__(self, url: str, wbits: int) -> None:
+        self._url = url
         self._wbits = wbits
         self._decoder: Any = None
         self.unconsumed_tail = b""
@@ -398,7 +399,7 @@ class _Inflater:
         try:
             out: bytes = self._decoder.decompress(data, max_length)
         except zlib.error as e:
-            raise FetchError("", f"the compressed body is corrupt: {e}") from None
+            raise FetchError(self._url, f"the compressed body is corrupt: {e}") from None
         self.unconsumed_tail = self._decoder.unconsumed_tail
         return out
 
@@ -407,7 +408,7 @@ def _decoder(url: str, encoding: str) -> _Inflater | None:
     if encoding in ("", "identity"):
         return None
     if encoding in ("gzip", "x-gzip"):
-        return _Inflater(16 + zlib.MAX_WBITS)
+        return _Inflater(url, 16 + zlib.MAX_WBITS)
     if encoding == "deflate":
-        return _Inflater(zlib.MAX_WBITS)
+        return _Inflater(url, zlib.MAX_WBITS)
     raise FetchError(url, f"the server used a compression we did not ask for: {encoding}")

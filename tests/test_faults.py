@@ -22,7 +22,7 @@ from yarl import URL
 from monitor import netguard, store
 from monitor.collect import collect
 from monitor.config import load_config
-from monitor.errors import BlockedAddress, Unreachable
+from monitor.errors import BlockedAddress, FetchError, Unreachable
 from monitor.fetch import Fetcher, Limits, Response
 from monitor.netguard import Pool, is_public
 from tests import server as srv
@@ -101,6 +101,7 @@ FAILING = {
     "over-cap-declared": (srv.oversize(True, 3_000_000), "too_large", "the cap is 2,097,152"),
     "over-cap-chunked": (srv.oversize(False, 3_000_000), "too_large", "over the cap"),
     "gzip-bomb": (None, "too_large", "over the cap"),  # body made once, below
+    "corrupt-gzip": (srv.static(b"\x1f\x8b\x08\x00garbage" * 10, headers={"Content-Encoding": "gzip"}), "fetch_error", "the compressed body is corrupt"),
     "html": (srv.static(b"<!DOCTYPE html><html><body>hi</body></html>", "text/html"), "not_a_feed", "HTML page"),
     "empty": (srv.static(b""), "not_a_feed", "empty"),
     "random-bytes": (srv.static(bytes(range(256)) * 40), "not_a_feed", "not a"),
@@ -306,6 +307,18 @@ def test_a_header_that_is_not_utf8_is_read_as_latin1():
         response = asyncio.run(fetch(server.port))
     assert response.etag == '"café"'
     assert response.headers["x-place"] == "café"  # UTF-8 stays UTF-8
+
+
+def test_a_corrupt_compressed_body_is_an_error_of_its_url(server):
+    url = server.route("/corrupt.xml", FAILING["corrupt-gzip"][0])
+
+    async def fetch() -> None:
+        async with Fetcher(contact="test") as fetcher:
+            await fetcher.get(url, limits=Limits(total=5, allow_private=True))
+
+    with pytest.raises(FetchError, match="the compressed body is corrupt") as corrupt:
+        asyncio.run(fetch())
+    assert corrupt.value.url == url  # was "": the decoder did not know whose body it read
 
 
 def test_a_pooled_connection_the_server_closed_is_not_reused():
