@@ -54,10 +54,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
-        subprocess.run(
+        added = subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old), args.rev],
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if added.returncode:
+            raise SystemExit(f"cannot check out {args.rev!r}: {added.stderr.strip()}")
         web = NewsWeb(args.feeds)
         web.warm()
         web.start()
