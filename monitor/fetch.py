@@ -168,7 +168,7 @@ class Fetcher:
                 if r.status in REDIRECT_STATUSES:  # what aiohttp could not follow: no Location
                     raise RedirectError(url, f"HTTP {r.status} without an address to go to")
                 body = await _read_capped(r, limits.max_bytes)
-                return Response(str(r.url), r.status, _headers(r), body, _moved_to(r))
+                return Response(str(r.url), r.status, _response_headers(r), body, _moved_to(r))
         except aiohttp.ClientError as e:
             raise _fetch_error(url, e, limits) from None
 
@@ -236,7 +236,7 @@ def _one_line(e: Exception) -> str:
     return " ".join(word for word in text.split() if word != "^")
 
 
-def _headers(r: aiohttp.ClientResponse) -> dict[str, str]:
+def _response_headers(r: aiohttp.ClientResponse) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in r.headers.items():
         name = name.lower()
