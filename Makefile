@@ -44,14 +44,15 @@ clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
 ## Benchmarks (not part of `make test`): `make bench`, or `make bench-quick` (under 2 minutes).
-bench: install
+## With the dev extra: the naive baseline and the page and load benchmarks are httpx clients.
+bench: dev
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.stories_bench
 	$(BIN)/python -m bench.growth_bench
 	$(BIN)/python -m bench.pages_bench
 	$(BIN)/python -m bench.load_bench
 
-bench-quick: install
+bench-quick: dev
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.stories_bench --quick
 	$(BIN)/python -m bench.growth_bench --quick
